@@ -1,0 +1,117 @@
+package istioyaml
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Object is one decoded Kubernetes-style document of an Istio configuration
+// file: an Istio networking resource (Spec set) or a Kubernetes Service
+// (Service set).
+type Object struct {
+	// Where the object came from, for messages.
+	File string // file name as given to Decode ("" for stdin or the admin API)
+	Doc  int    // 1-based document number within File
+	Line int    // 1-based line where the document starts in File
+
+	APIVersion  string
+	Kind        string // VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry, Sidecar or Service
+	Name        string
+	Namespace   string // metadata.namespace, or the default namespace when empty
+	Labels      map[string]string
+	Annotations map[string]string
+
+	// Spec is the strictly decoded istio.io/api message (a pointer to
+	// networking/v1alpha3.VirtualService, DestinationRule, Gateway,
+	// ServiceEntry, WorkloadEntry or Sidecar). Nil for a Kubernetes Service.
+	Spec proto.Message
+
+	// Service is the decoded spec of a Kubernetes Service (kind Service,
+	// apiVersion v1). Nil for Istio kinds.
+	Service *KubeService
+}
+
+// Ref names the object for messages: "VirtualService default/reviews".
+func (o *Object) Ref() string {
+	return o.Kind + " " + o.Namespace + "/" + o.Name
+}
+
+// KubeService is the part of a Kubernetes core/v1 Service that Istio uses to
+// build a service in its registry: ports and the pod (or WorkloadEntry)
+// selector.
+type KubeService struct {
+	Selector map[string]string `json:"selector,omitempty"`
+	Ports    []KubeServicePort `json:"ports,omitempty"`
+	// ClusterIP is kept for completeness; "None" marks a headless service.
+	ClusterIP string `json:"clusterIP,omitempty"`
+}
+
+// KubeServicePort is one entry of a Service's spec.ports.
+type KubeServicePort struct {
+	Name        string `json:"name,omitempty"`
+	Protocol    string `json:"protocol,omitempty"` // TCP (default), UDP, SCTP
+	AppProtocol string `json:"appProtocol,omitempty"`
+	Port        int32  `json:"port"`
+	// TargetPort is the endpoint port: a number, or the name of a container
+	// (or WorkloadEntry) port. Empty means the same as Port.
+	TargetPort      string `json:"-"`
+	TargetPortInt   int32  `json:"-"` // set when targetPort is a number
+	TargetPortIsInt bool   `json:"-"`
+}
+
+// Problem is an error or a warning about one field of one document. Its
+// Error text is one line naming file, document, resource and field, e.g.
+//
+//	mesh.yaml: document 3 (VirtualService default/reviews): spec.http[0].route[1].weight: weight -10 < 0
+type Problem struct {
+	File      string
+	Doc       int // 1-based; 0 when the problem is about the whole file
+	Line      int // 1-based line of the document start; 0 if unknown
+	Kind      string
+	Namespace string
+	Name      string
+	Field     string // JSON path with camelCase names, e.g. spec.http[0].route[1].weight; "" for the whole document
+	Message   string
+}
+
+// Error formats the problem as one line.
+func (p Problem) Error() string {
+	var b strings.Builder
+	file := p.File
+	if file == "" {
+		file = "<input>"
+	}
+	b.WriteString(file)
+	if p.Doc > 0 {
+		fmt.Fprintf(&b, ": document %d", p.Doc)
+		if p.Kind != "" {
+			b.WriteString(" (")
+			b.WriteString(p.Kind)
+			if p.Name != "" || p.Namespace != "" {
+				b.WriteString(" ")
+				b.WriteString(p.Namespace)
+				b.WriteString("/")
+				b.WriteString(p.Name)
+			}
+			b.WriteString(")")
+		}
+	}
+	if p.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(p.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(strings.ReplaceAll(p.Message, "\n", "; "))
+	return b.String()
+}
+
+// ProblemFor starts a Problem located at obj and field.
+func ProblemFor(obj *Object, field, message string) Problem {
+	return Problem{
+		File: obj.File, Doc: obj.Doc, Line: obj.Line,
+		Kind: obj.Kind, Namespace: obj.Namespace, Name: obj.Name,
+		Field: field, Message: message,
+	}
+}
