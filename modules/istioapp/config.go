@@ -101,3 +101,7 @@ type Cluster struct {
 	// reverse_proxy with Caddy's defaults.
 	Proxy json.RawMessage `json:"proxy,omitempty"`
 }
+
+// The app's own JSON (App in istioapp.go) has three fields: `services`
+// ([]*Service), `workloads` ([]*Workload, standalone WorkloadEntries) and
+// `clusters` ([]*Cluster).

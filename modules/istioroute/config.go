@@ -41,6 +41,40 @@ type Route struct {
 	// requests whatever its weight; destinations of weight 0 get none when
 	// there are others.
 	Route []*Destination `json:"route,omitempty"`
+
+	// Redirect answers with an HTTP redirect instead of proxying.
+	Redirect *Redirect `json:"redirect,omitempty"`
+
+	// DirectResponse answers with a fixed status and body instead of proxying.
+	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
+}
+
+// Redirect is Istio's HTTPRedirect (Envoy RedirectAction).
+type Redirect struct {
+	// URI replaces the whole path; the query string is kept unless URI has one.
+	URI string `json:"uri,omitempty"`
+	// PrefixRewrite replaces only the matched URI prefix.
+	PrefixRewrite string `json:"prefix_rewrite,omitempty"`
+	// Authority replaces the host.
+	Authority string `json:"authority,omitempty"`
+	// Port sets the port of the Location; 0 keeps what DerivePort says.
+	Port uint32 `json:"port,omitempty"`
+	// DerivePort is FROM_PROTOCOL_DEFAULT (no port; the default) or
+	// FROM_REQUEST_PORT (the port the request came in on).
+	DerivePort string `json:"derive_port,omitempty"`
+	// Scheme replaces the scheme ("http" or "https").
+	Scheme string `json:"scheme,omitempty"`
+	// RedirectCode is the status. Default: 301.
+	RedirectCode int `json:"redirect_code,omitempty"`
+}
+
+// DirectResponse is Istio's HTTPDirectResponse.
+type DirectResponse struct {
+	// Status is the HTTP status to answer with.
+	Status int `json:"status"`
+	// Body is the response body (already decoded from Istio's string or
+	// base64 bytes).
+	Body []byte `json:"body,omitempty"`
 }
 
 // Match is one HTTPMatchRequest. Unset fields match anything.
@@ -92,3 +126,6 @@ type Destination struct {
 	// Weight relative to the other destinations of the route.
 	Weight int32 `json:"weight,omitempty"`
 }
+
+// The handler's own JSON: see Handler in istioroute.go, whose only config field
+// is `virtual_hosts` ([]*VirtualHost).
