@@ -31,6 +31,11 @@ type Object struct {
 	// Service is the decoded spec of a Kubernetes Service (kind Service,
 	// apiVersion v1). Nil for Istio kinds.
 	Service *KubeService
+
+	// The object's document, for LineOf.
+	src          []byte // the raw document
+	srcFirstLine int    // file line of src's first byte
+	pathPrefix   string // "items[i]." for an item of a List document
 }
 
 // Ref names the object for messages: "VirtualService default/reviews".

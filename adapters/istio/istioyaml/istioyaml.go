@@ -1,0 +1,542 @@
+// Package istioyaml decodes multi-document Istio configuration files
+// (the YAML users give to kubectl) into istio.io/api networking messages
+// and Kubernetes Services, strictly: unknown fields, wrong JSON types, bad
+// enums and durations, and oneof conflicts are errors naming the exact field
+// path, where Istio's own generated decoder would silently drop or accept
+// them.
+package istioyaml
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/golang/protobuf/jsonpb"
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	"sigs.k8s.io/yaml"
+)
+
+// Options configures Decode.
+type Options struct {
+	// DefaultNamespace is the namespace of objects whose metadata.namespace
+	// is empty. Default: "default".
+	DefaultNamespace string
+}
+
+// Decode decodes every document of a multi-document YAML file. file names
+// the input in messages ("" for stdin or the admin API).
+//
+// It returns every good object, a warning for each document of a kind that
+// caddy-istio does not use, and at most one error per bad document (the
+// first problem in document order). It never panics and keeps going after a
+// bad document.
+func Decode(file string, data []byte, opts Options) (objs []*Object, warnings []Problem, errs []Problem) {
+	d := &decoder{file: file, namespace: opts.DefaultNamespace}
+	if d.namespace == "" {
+		d.namespace = "default"
+	}
+	docNum := 0
+	for _, c := range splitDocuments(data) {
+		docNum = d.decodeChunk(c, docNum)
+	}
+	return d.objs, d.warnings, d.errs
+}
+
+// decoder accumulates the results of one Decode call.
+type decoder struct {
+	file      string
+	namespace string
+
+	objs     []*Object
+	warnings []Problem
+	errs     []Problem
+}
+
+// decodeChunk decodes one raw document and returns the updated count of
+// non-empty documents. A panic (a bug, or a library choking on odd input)
+// becomes an error for that document only.
+func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
+	newDocNum = docNum
+	defer func() {
+		if r := recover(); r != nil {
+			d.errs = append(d.errs, Problem{
+				File: d.file, Doc: newDocNum, Line: c.startLine,
+				Message: fmt.Sprintf("internal error decoding document: %v", r),
+			})
+		}
+	}()
+
+	if c.err != "" {
+		newDocNum++
+		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: c.startLine, Message: c.err})
+		return newDocNum
+	}
+	j, err := yaml.YAMLToJSON(c.data)
+	if err != nil {
+		newDocNum++
+		d.errs = append(d.errs, Problem{
+			File: d.file, Doc: newDocNum, Line: c.startLine,
+			Message: yamlErrorMessage(err, c.firstLine),
+		})
+		return newDocNum
+	}
+	if isJSONNull(j) {
+		return newDocNum // empty or comment-only document
+	}
+	newDocNum++
+	doc := &document{chunk: c, num: newDocNum}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(j, &top); err != nil {
+		d.errs = append(d.errs, doc.problem(nil, "", "document must be a YAML mapping (an object with apiVersion and kind), got "+jsonTypeOfRaw(j)))
+		return newDocNum
+	}
+	d.decodeObject(doc, "", top)
+	return newDocNum
+}
+
+// document is one non-empty document of the file.
+type document struct {
+	chunk
+	num int
+
+	tree       *yamlTree // parsed lazily for positions
+	treeParsed bool
+}
+
+// problem builds a Problem located in this document; obj may be nil.
+func (doc *document) problem(obj *Object, field, message string) Problem {
+	p := Problem{Field: field, Message: message}
+	if obj != nil {
+		p = ProblemFor(obj, field, message)
+	}
+	p.Doc = doc.num
+	if p.Line == 0 {
+		p.Line = doc.startLine
+	}
+	return p
+}
+
+// yamlPositions returns the document parsed for node positions, or nil if
+// it cannot be parsed.
+func (doc *document) yamlPositions() *yamlTree {
+	if !doc.treeParsed {
+		doc.treeParsed = true
+		doc.tree = parseYAMLTree(doc.data, doc.firstLine)
+	}
+	return doc.tree
+}
+
+// newSpecs maps the Istio kinds caddy-istio uses to a constructor of their
+// spec message.
+var newSpecs = map[string]func() proto.Message{
+	"VirtualService":  func() proto.Message { return &networking.VirtualService{} },
+	"DestinationRule": func() proto.Message { return &networking.DestinationRule{} },
+	"Gateway":         func() proto.Message { return &networking.Gateway{} },
+	"ServiceEntry":    func() proto.Message { return &networking.ServiceEntry{} },
+	"WorkloadEntry":   func() proto.Message { return &networking.WorkloadEntry{} },
+	"Sidecar":         func() proto.Message { return &networking.Sidecar{} },
+}
+
+// istioAPIVersions are the served versions of networking.istio.io; v1 and
+// v1beta1 are aliases of the v1alpha3 types.
+var istioAPIVersions = map[string]bool{
+	"networking.istio.io/v1":       true,
+	"networking.istio.io/v1beta1":  true,
+	"networking.istio.io/v1alpha3": true,
+}
+
+// envelopeFields are the top-level fields of a Kubernetes object; any other
+// is an error (kubectl's strict field validation rejects it too).
+var envelopeFields = map[string]bool{"apiVersion": true, "kind": true, "metadata": true, "spec": true, "status": true}
+
+// objectMetaFields are the fields of Kubernetes ObjectMeta. Only name,
+// namespace, labels and annotations are used; the others appear in objects
+// exported from a cluster and are ignored.
+var objectMetaFields = map[string]bool{
+	"name": true, "generateName": true, "namespace": true, "selfLink": true, "uid": true,
+	"resourceVersion": true, "generation": true, "creationTimestamp": true,
+	"deletionTimestamp": true, "deletionGracePeriodSeconds": true, "labels": true,
+	"annotations": true, "ownerReferences": true, "finalizers": true, "managedFields": true,
+}
+
+// decodeObject decodes one Kubernetes object (a document, or an item of a
+// List document, in which case prefix is "items[i].").
+func (d *decoder) decodeObject(doc *document, prefix string, top map[string]json.RawMessage) {
+	obj := &Object{
+		File: d.file, Doc: doc.num, Line: doc.startLine,
+		src: doc.data, srcFirstLine: doc.firstLine, pathPrefix: prefix,
+	}
+	if prefix != "" {
+		if t := doc.yamlPositions(); t != nil {
+			if line, _ := t.position(strings.TrimSuffix(prefix, ".")); line > 0 {
+				obj.Line = line
+			}
+		}
+	}
+	fail := func(field, message string) {
+		d.errs = append(d.errs, doc.problem(obj, prefix+field, message))
+	}
+
+	// apiVersion and kind first: they decide how strict the rest is.
+	var issues []issue
+	obj.APIVersion, issues = envelopeString(top, "apiVersion", issues)
+	obj.Kind, issues = envelopeString(top, "kind", issues)
+	if len(issues) > 0 {
+		fail(issues[0].field, issues[0].message)
+		return
+	}
+	if obj.Kind == "" {
+		fail("kind", "kind is required")
+		return
+	}
+
+	_, isIstio := newSpecs[obj.Kind]
+	isService := obj.Kind == "Service" && obj.APIVersion == "v1"
+	if obj.Kind == "List" {
+		d.decodeList(doc, obj, prefix, top)
+		return
+	}
+	if !isIstio && !isService {
+		// Not ours: name it leniently in the warning and move on.
+		meta := lenientMetadata(top["metadata"])
+		obj.Name, obj.Namespace = meta.name, meta.namespace
+		if obj.Namespace == "" {
+			obj.Namespace = d.namespace
+		}
+		what := "kind " + obj.Kind
+		if obj.APIVersion != "" {
+			what += " (apiVersion " + obj.APIVersion + ")"
+		}
+		d.warnings = append(d.warnings, doc.problem(obj, "", what+" is not used by caddy-istio; skipped"))
+		return
+	}
+
+	w := newSchemaWalker()
+	if obj.APIVersion == "" {
+		w.add("apiVersion", "apiVersion is required")
+	} else if isIstio && !istioAPIVersions[obj.APIVersion] {
+		w.add("apiVersion", fmt.Sprintf("apiVersion %s is not supported for kind %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", obj.APIVersion, obj.Kind))
+	}
+	for _, k := range sortedKeys(top) {
+		if !envelopeFields[k] {
+			w.add(k, fmt.Sprintf("unknown field %q in %s (want apiVersion, kind, metadata, spec)", k, obj.Kind))
+		}
+	}
+	d.decodeMetadata(w, obj, top["metadata"])
+
+	var spec any
+	specRaw := top["spec"]
+	if len(specRaw) > 0 {
+		if err := unmarshalUseNumber(specRaw, &spec); err != nil {
+			w.add("spec", err.Error())
+		}
+	}
+	if spec != nil {
+		if _, ok := spec.(map[string]any); !ok {
+			w.add("spec", "must be an object, got "+describe(spec))
+			spec = nil
+		}
+	}
+
+	var msg proto.Message
+	if isIstio {
+		msg = newSpecs[obj.Kind]()
+		if spec != nil {
+			w.withPath("spec", func() { w.message(msg.ProtoReflect().Descriptor(), spec.(map[string]any)) })
+		}
+	} else {
+		obj.Service = decodeKubeService(w, spec)
+	}
+
+	if len(w.issues) > 0 {
+		first := firstIssue(doc, prefix, w.issues)
+		fail(first.field, first.message)
+		return
+	}
+
+	if isIstio {
+		if spec != nil {
+			if err := strictJSONPB.Unmarshal(bytes.NewReader(specRaw), protoV1(msg)); err != nil {
+				fail("spec", err.Error())
+				return
+			}
+		}
+		obj.Spec = msg
+	}
+	d.objs = append(d.objs, obj)
+}
+
+// strictJSONPB is the actual decoder of Istio specs: golang/protobuf's jsonpb
+// (what istio.io/api's own UnmarshalJSON uses, so Go-style durations like
+// "1.5s" and "3m" work) without its AllowUnknownFields leniency.
+var strictJSONPB = &jsonpb.Unmarshaler{}
+
+// decodeList decodes the items of a `kind: List` document, each as an
+// object whose problems' fields start with items[i].
+func (d *decoder) decodeList(doc *document, obj *Object, prefix string, top map[string]json.RawMessage) {
+	raw, ok := top["items"]
+	if !ok || isJSONNull(raw) {
+		return
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		d.errs = append(d.errs, doc.problem(obj, prefix+"items", "must be an array, got "+jsonTypeOfRaw(raw)))
+		return
+	}
+	for i, item := range items {
+		itemPrefix := prefix + "items[" + strconv.Itoa(i) + "]."
+		var itemTop map[string]json.RawMessage
+		if isJSONNull(item) {
+			continue
+		}
+		if err := json.Unmarshal(item, &itemTop); err != nil {
+			d.errs = append(d.errs, doc.problem(obj, strings.TrimSuffix(itemPrefix, "."), "must be an object, got "+jsonTypeOfRaw(item)))
+			continue
+		}
+		d.decodeObject(doc, itemPrefix, itemTop)
+	}
+}
+
+// decodeMetadata fills obj's name, namespace, labels and annotations.
+func (d *decoder) decodeMetadata(w *schemaWalker, obj *Object, raw json.RawMessage) {
+	obj.Namespace = d.namespace
+	var v any
+	if len(raw) > 0 {
+		if err := unmarshalUseNumber(raw, &v); err != nil {
+			w.add("metadata", err.Error())
+			return
+		}
+	}
+	if v == nil {
+		w.add("metadata.name", "metadata.name is required")
+		return
+	}
+	meta, ok := v.(map[string]any)
+	if !ok {
+		w.add("metadata", "must be an object, got "+describe(v))
+		return
+	}
+	for _, k := range sortedKeys(meta) {
+		if !objectMetaFields[k] {
+			w.add("metadata."+k, fmt.Sprintf("unknown field %q in ObjectMeta", k))
+		}
+	}
+	if name, ok := stringField(w, meta, "metadata.name"); ok && name != "" {
+		obj.Name = name
+	} else if ok {
+		w.add("metadata.name", "metadata.name is required")
+	}
+	if ns, ok := stringField(w, meta, "metadata.namespace"); ok && ns != "" {
+		obj.Namespace = ns
+	}
+	obj.Labels = stringMapField(w, meta, "metadata.labels")
+	obj.Annotations = stringMapField(w, meta, "metadata.annotations")
+}
+
+// stringField reads meta[key] (key being the last element of path) as a
+// string; ok is false when it has the wrong type. A missing or null value is
+// "" and ok.
+func stringField(w *schemaWalker, m map[string]any, path string) (s string, ok bool) {
+	key := path[strings.LastIndexByte(path, '.')+1:]
+	switch v := m[key].(type) {
+	case nil:
+		return "", true
+	case string:
+		return v, true
+	default:
+		w.add(path, "must be a string, got "+describe(v)+stringHint(v))
+		return "", false
+	}
+}
+
+// stringMapField reads m[key] as a map of strings, like Kubernetes labels.
+func stringMapField(w *schemaWalker, m map[string]any, path string) map[string]string {
+	key := path[strings.LastIndexByte(path, '.')+1:]
+	switch v := m[key].(type) {
+	case nil:
+		return nil
+	case map[string]any:
+		out := make(map[string]string, len(v))
+		for k, val := range v {
+			switch s := val.(type) {
+			case string:
+				out[k] = s
+			case nil:
+				out[k] = ""
+			default:
+				w.add(path+"."+k, "must be a string, got "+describe(val)+stringHint(val))
+			}
+		}
+		return out
+	default:
+		w.add(path, "must be an object of strings, got "+describe(v))
+		return nil
+	}
+}
+
+// metaNames is what a warning needs from the metadata of an object that is
+// not decoded.
+type metaNames struct{ name, namespace string }
+
+func lenientMetadata(raw json.RawMessage) metaNames {
+	var m struct {
+		Name      any `json:"name"`
+		Namespace any `json:"namespace"`
+	}
+	_ = json.Unmarshal(raw, &m)
+	name, _ := m.Name.(string)
+	ns, _ := m.Namespace.(string)
+	return metaNames{name: name, namespace: ns}
+}
+
+// envelopeString reads a top-level string field.
+func envelopeString(top map[string]json.RawMessage, key string, issues []issue) (string, []issue) {
+	raw, ok := top[key]
+	if !ok || isJSONNull(raw) {
+		return "", issues
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", append(issues, issue{field: key, message: "must be a string, got " + jsonTypeOfRaw(raw)})
+	}
+	return s, issues
+}
+
+// firstIssue picks the issue that comes first in the document: the one at
+// the smallest line and column, then the first found.
+func firstIssue(doc *document, prefix string, issues []issue) issue {
+	if len(issues) > 1 {
+		if t := doc.yamlPositions(); t != nil {
+			for i := range issues {
+				issues[i].line, issues[i].col = t.position(prefix + issues[i].field)
+			}
+			sort.SliceStable(issues, func(a, b int) bool {
+				x, y := issues[a], issues[b]
+				if x.line != y.line {
+					return x.line < y.line
+				}
+				return x.col < y.col
+			})
+		}
+	}
+	first := issues[0]
+	if first.refine != nil {
+		if t := doc.yamlPositions(); t != nil {
+			first.message = first.refine(t.scalar(prefix + first.field))
+		}
+	}
+	return first
+}
+
+// chunk is one raw document of a multi-document file. Its start line skips
+// leading comments, which are often a license header or a description, so
+// that messages point at the object itself.
+type chunk struct {
+	data         []byte
+	firstLine    int    // line of the chunk's first byte
+	startLine    int    // first line that is not blank or a comment
+	nonBlankLine int    // first non-blank line
+	err          string // a malformed separator line
+}
+
+// splitDocuments splits data on separator lines the way k8s.io/apimachinery's
+// YAMLReader does: a line starting with "---" followed only by whitespace (or
+// a comment) ends a document. Any other line starting with "---" would make
+// the YAML parser read a second document and silently drop it, so it is an
+// error.
+func splitDocuments(data []byte) []chunk {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	var chunks []chunk
+	cur := chunk{firstLine: 1}
+	start := 0
+	line := 1
+	for pos := 0; pos < len(data); line++ {
+		end := bytes.IndexByte(data[pos:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = pos + end + 1
+		}
+		text := data[pos:next]
+		if bytes.HasPrefix(text, []byte("---")) {
+			rest := bytes.TrimSpace(text[3:])
+			if len(rest) == 0 || rest[0] == '#' {
+				cur.data = data[start:pos]
+				chunks = append(chunks, cur.finish())
+				cur = chunk{firstLine: line + 1}
+				start = next
+				pos = next
+				continue
+			}
+			if cur.err == "" {
+				cur.err = fmt.Sprintf("line %d: invalid document separator %q: only whitespace or a comment may follow ---", line, strings.TrimRight(string(text), "\r\n"))
+			}
+		}
+		if trimmed := bytes.TrimSpace(text); cur.startLine == 0 && len(trimmed) > 0 && trimmed[0] != '#' {
+			cur.startLine = line
+		}
+		if cur.nonBlankLine == 0 && len(bytes.TrimSpace(text)) > 0 {
+			cur.nonBlankLine = line
+		}
+		pos = next
+	}
+	cur.data = data[start:]
+	chunks = append(chunks, cur.finish())
+	return chunks
+}
+
+// finish falls back to the first non-blank line as the start of a document
+// that holds only comments (skipped unless it is malformed).
+func (c chunk) finish() chunk {
+	if c.startLine == 0 {
+		c.startLine = c.nonBlankLine
+	}
+	return c
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+// yamlErrorMessage turns a YAMLToJSON error into a message whose line
+// numbers count from the start of the file, not of the document.
+func yamlErrorMessage(err error, firstLine int) string {
+	msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
+	return yamlLineRE.ReplaceAllStringFunc(msg, func(m string) string {
+		n, convErr := strconv.Atoi(m[len("line "):])
+		if convErr != nil {
+			return m
+		}
+		return "line " + strconv.Itoa(n+firstLine-1)
+	})
+}
+
+func isJSONNull(b []byte) bool {
+	return string(bytes.TrimSpace(b)) == "null"
+}
+
+// jsonTypeOfRaw names the JSON type of a raw value for messages.
+func jsonTypeOfRaw(raw []byte) string {
+	var v any
+	if err := unmarshalUseNumber(raw, &v); err != nil {
+		return "invalid JSON"
+	}
+	return describe(v)
+}
+
+func unmarshalUseNumber(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
