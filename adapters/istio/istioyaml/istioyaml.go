@@ -89,7 +89,7 @@ func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
 		return newDocNum // empty or comment-only document
 	}
 	newDocNum++
-	doc := &document{chunk: c, num: newDocNum}
+	doc := &document{chunk: c, file: d.file, num: newDocNum}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(j, &top); err != nil {
 		d.errs = append(d.errs, doc.problem(nil, "", "document must be a YAML mapping (an object with apiVersion and kind), got "+jsonTypeOfRaw(j)))
@@ -102,7 +102,8 @@ func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
 // document is one non-empty document of the file.
 type document struct {
 	chunk
-	num int
+	file string
+	num  int
 
 	tree       *yamlTree // parsed lazily for positions
 	treeParsed bool
@@ -114,7 +115,7 @@ func (doc *document) problem(obj *Object, field, message string) Problem {
 	if obj != nil {
 		p = ProblemFor(obj, field, message)
 	}
-	p.Doc = doc.num
+	p.File, p.Doc = doc.file, doc.num
 	if p.Line == 0 {
 		p.Line = doc.startLine
 	}

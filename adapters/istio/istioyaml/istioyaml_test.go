@@ -250,16 +250,16 @@ func TestDecodeInvalid(t *testing.T) {
 		"decode-oneof-two-members (NOT caught by jsonpb)": "spec.http[0].match[0].uri",
 	}
 	wantMessage := map[string]string{
-		"decode-unknown-field":         `unknown field "wieght" in istio.networking.v1alpha3.HTTPRouteDestination`,
-		"decode-bad-enum":              `unknown value "STRICT" for enum istio.networking.v1alpha3.ClientTLSSettings.TLSmode`,
-		"decode-duration-as-number":    `must be a string (google.protobuf.Duration, e.g. "5s"), got number 5`,
-		"decode-duration-bad-unit":     `bad Duration: time: unknown unit "sec" in duration "5sec"`,
-		"decode-yaml11-boolean-string": `must be a string, got boolean (YAML 1.1 reads unquoted yes/no/on/off as booleans; quote it)`,
-		"decode-number-for-string":     `must be a string, got number 42`,
-		"decode-fractional-weight":     `must be an integer (int32), got number 33.3`,
-		"decode-negative-unsigned":     `number -1 is out of range for uint32`,
-		"decode-percentage-as-scalar":  `must be an object (istio.networking.v1alpha3.Percent), got number 50`,
-		"decode-hosts-not-list":        `must be an array, got string "reviews"`,
+		"decode-unknown-field":                            `unknown field "wieght" in istio.networking.v1alpha3.HTTPRouteDestination`,
+		"decode-bad-enum":                                 `unknown value "STRICT" for enum istio.networking.v1alpha3.ClientTLSSettings.TLSmode`,
+		"decode-duration-as-number":                       `must be a string (google.protobuf.Duration, e.g. "5s"), got number 5`,
+		"decode-duration-bad-unit":                        `bad Duration: time: unknown unit "sec" in duration "5sec"`,
+		"decode-yaml11-boolean-string":                    `must be a string, got boolean (YAML 1.1 reads unquoted yes/no/on/off as booleans; quote it)`,
+		"decode-number-for-string":                        `must be a string, got number 42`,
+		"decode-fractional-weight":                        `must be an integer (int32), got number 33.3`,
+		"decode-negative-unsigned":                        `number -1 is out of range for uint32`,
+		"decode-percentage-as-scalar":                     `must be an object (istio.networking.v1alpha3.Percent), got number 50`,
+		"decode-hosts-not-list":                           `must be an array, got string "reviews"`,
 		"decode-oneof-two-members (NOT caught by jsonpb)": `only one of exact, prefix, regex may be set`,
 	}
 

@@ -1,0 +1,61 @@
+package istioyaml
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzDecode checks that Decode never panics (a recovered panic shows as an
+// "internal error" problem), that every problem is located, and that the
+// schema walk catches everything strict jsonpb rejects (a jsonpb error
+// surfaces as a field "spec" message the walk never writes).
+//
+//	go test ./adapters/istio/istioyaml -run '^$' -fuzz FuzzDecode -fuzztime 30s
+func FuzzDecode(f *testing.F) {
+	for _, sub := range []string{"istio-samples", "istio-invalid"} {
+		for _, path := range corpusFiles(f, corpusDir(f, sub)) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	for _, seed := range []string{
+		"",
+		"---\n---\n",
+		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n",
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec: {http: [{match: [{uri: {exact: /a, prefix: /b}}]}]}\n",
+		"a: &x [*x]\n",
+		"--- {a: 1}\n",
+	} {
+		f.Add([]byte(seed))
+	}
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		objs, warnings, errs := Decode(filepath.Join("fuzz", "in.yaml"), data, Options{})
+		for _, p := range append(warnings, errs...) {
+			if strings.HasPrefix(p.Message, "internal error") {
+				t.Fatalf("recovered panic: %s", p.Error())
+			}
+			if p.Doc < 1 || p.Line < 1 {
+				t.Fatalf("unlocated problem: %+v", p)
+			}
+		}
+		for _, p := range errs {
+			if p.Field == "spec" && !strings.HasPrefix(p.Message, "must be ") {
+				t.Fatalf("strict jsonpb rejected what the schema walk accepted: %s", p.Error())
+			}
+		}
+		for _, o := range objs {
+			if (o.Spec == nil) == (o.Service == nil) || o.Name == "" {
+				t.Fatalf("bad object %+v", o)
+			}
+			if line := o.LineOf("spec.http[0].route[0].weight"); line < 1 {
+				t.Fatalf("LineOf = %d", line)
+			}
+		}
+	})
+}
