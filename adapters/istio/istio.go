@@ -1,0 +1,174 @@
+// Package istio implements the `istio` config adapter (module
+// caddy.adapters.istio): it translates Istio traffic-management resources
+// (VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry,
+// Sidecar) and Kubernetes Services into Caddy JSON:
+//
+//   - the registry (Services, ServiceEntries, WorkloadEntries) and one
+//     cluster per service port and DestinationRule subset become the
+//     `istio` app;
+//   - Gateway servers and the mesh (Sidecar egress) listeners become `http`
+//     servers whose only handler is `istio_route`;
+//   - VirtualServices become that handler's virtual hosts and routes.
+//
+// The translation is pure: no listeners, goroutines or runtime state. What
+// it cannot express yet becomes a warning naming the field, and the
+// translation goes on; only invalid input is an error.
+package istio
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
+	"github.com/caddy-istio/caddy-istio/adapters/istio/validation"
+	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+)
+
+func init() {
+	caddyconfig.RegisterAdapter("istio", Adapter{})
+}
+
+// Adapter adapts multi-document Istio YAML to Caddy JSON.
+type Adapter struct{}
+
+// Adapt decodes body, validates every object as Istio would, and translates
+// the objects into Caddy JSON. Options may be nil (the admin API's /load
+// passes none); options["filename"] names the file in messages and
+// options["namespace"] is the namespace of objects that have none (default
+// "default").
+//
+// Invalid input gives one error listing every problem, one per line, in
+// document order. Otherwise the warnings say what is not translated.
+func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig.Warning, error) {
+	filename, _ := options["filename"].(string)
+	namespace, _ := options["namespace"].(string)
+
+	objs, warnings, errs := istioyaml.Decode(filename, body, istioyaml.Options{DefaultNamespace: namespace})
+	for _, obj := range objs {
+		w, e := validation.Validate(obj)
+		warnings = append(warnings, w...)
+		errs = append(errs, e...)
+	}
+	sortProblems(warnings)
+	if len(errs) > 0 {
+		sortProblems(errs)
+		lines := make([]string, len(errs))
+		for i, p := range errs {
+			lines[i] = p.Error()
+		}
+		return nil, caddyWarnings(warnings), errors.New(strings.Join(lines, "\n"))
+	}
+
+	cfg, translateWarnings := Translate(objs, Options{})
+	warnings = append(warnings, translateWarnings...)
+
+	var cw []caddyconfig.Warning
+	result, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, cw, fmt.Errorf("encoding the caddy config: %v", err)
+	}
+	return result, caddyWarnings(warnings), nil
+}
+
+// Options tune Translate.
+type Options struct {
+	// MeshListen is the address of the mesh listener used when no Sidecar
+	// egress listener has a port: it serves every registry service and
+	// every mesh VirtualService by Host header. Istio's sidecar captures
+	// outbound traffic on 0.0.0.0:15001; we listen on loopback by default so
+	// that loading a config never opens a port to the network.
+	// Default: 127.0.0.1:15001.
+	MeshListen string
+}
+
+// DefaultMeshListen is the mesh listener address when Options.MeshListen is
+// empty.
+const DefaultMeshListen = "127.0.0.1:15001"
+
+// Translate builds the Caddy config for objs, which must be valid (decoded
+// by istioyaml.Decode and accepted by validation.Validate). The problems it
+// returns are warnings: what is not implemented or cannot take effect. The
+// config never sets `admin`, so the admin endpoint stays under the user's
+// control (CADDY_ADMIN, flags).
+func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioyaml.Problem) {
+	if opts.MeshListen == "" {
+		opts.MeshListen = DefaultMeshListen
+	}
+	t := newTranslator(objs, opts)
+	t.buildRegistry()
+	t.buildClusters()
+	servers := t.buildServers()
+
+	var cw []caddyconfig.Warning
+	apps := caddy.ModuleMap{
+		"istio": caddyconfig.JSON(appConfig{
+			Services:  t.registryServices(),
+			Workloads: t.workloads,
+			Clusters:  t.clusters,
+		}, &cw),
+	}
+	if len(servers) > 0 {
+		apps["http"] = caddyconfig.JSON(caddyhttp.App{Servers: servers}, &cw)
+	}
+	for _, w := range cw {
+		// Marshalling typed structs does not fail; if it ever does, say so
+		// rather than emit a silently broken config.
+		t.problems = append(t.problems, istioyaml.Problem{Message: "encoding: " + w.Message})
+	}
+	sortProblems(t.problems)
+	return &caddy.Config{AppsRaw: apps}, t.problems
+}
+
+// appConfig is the JSON of the `istio` app (istioapp.App's config fields).
+type appConfig struct {
+	Services  []*istioapp.Service  `json:"services,omitempty"`
+	Workloads []*istioapp.Workload `json:"workloads,omitempty"`
+	Clusters  []*istioapp.Cluster  `json:"clusters,omitempty"`
+}
+
+// sortProblems puts problems in document order: by file, document and
+// line, keeping the order of problems on one line.
+func sortProblems(ps []istioyaml.Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Doc != b.Doc {
+			return a.Doc < b.Doc
+		}
+		return a.Line < b.Line
+	})
+}
+
+// caddyWarnings converts problems to Caddy adapter warnings: the field path
+// is the directive and the message names the resource.
+func caddyWarnings(ps []istioyaml.Problem) []caddyconfig.Warning {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]caddyconfig.Warning, 0, len(ps))
+	for _, p := range ps {
+		msg := p.Message
+		if p.Kind != "" {
+			msg = p.Kind + " " + p.Namespace + "/" + p.Name + ": " + msg
+		}
+		if p.Doc > 0 && p.Kind == "" {
+			msg = fmt.Sprintf("document %d: %s", p.Doc, msg)
+		}
+		out = append(out, caddyconfig.Warning{
+			File:      p.File,
+			Line:      p.Line,
+			Directive: p.Field,
+			Message:   msg,
+		})
+	}
+	return out
+}

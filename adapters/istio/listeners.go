@@ -1,0 +1,258 @@
+package istio
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioroute"
+)
+
+// routeHandler is the JSON of the istio_route handler (istioroute.Handler's
+// config fields).
+type routeHandler struct {
+	VirtualHosts []*istioroute.VirtualHost `json:"virtual_hosts,omitempty"`
+}
+
+// meshListener is a listener for the mesh: a Sidecar egress listener, or
+// the default one when there is no Sidecar.
+type meshListener struct {
+	name   string
+	listen string
+	// port is the egress listener port: only service ports with this
+	// number are served. 0 serves every port, telling them apart by the
+	// port in the Host header.
+	port  uint32
+	hosts []egressHost // which hosts are served; nil means all
+	all   bool         // serves every host (no Sidecar, or a Sidecar without egress)
+	// implicit is true for the listener that exists because no Sidecar
+	// says otherwise; it is left out when it would serve nothing.
+	implicit bool
+}
+
+// egressHost is one entry "ns/dnsName" of a Sidecar egress listener.
+type egressHost struct {
+	namespace string // "*", ".", "~" or a namespace
+	dnsName   string
+	own       string // the Sidecar's namespace, which "." stands for
+}
+
+// selects reports whether the listener serves host of namespace ns.
+func (l *meshListener) selects(ns, host string) bool {
+	if l.all {
+		return true
+	}
+	for _, h := range l.hosts {
+		if !namespaceSelected(h.namespace, h.own, ns) {
+			continue
+		}
+		if _, ok := intersectHosts(h.dnsName, host); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// gatewayListener is one Caddy server for the Gateway servers that share a
+// (bind, port), merged as Istio merges them.
+type gatewayListener struct {
+	name    string
+	listen  string
+	port    uint32
+	servers []gatewayServer
+}
+
+type gatewayServer struct {
+	gw     *gateway
+	index  int
+	server *networking.Server
+}
+
+// buildServers returns the Caddy HTTP servers: the mesh listeners and one
+// per Gateway (bind, port).
+func (t *translator) buildServers() map[string]*caddyhttp.Server {
+	t.checkVirtualServices()
+	servers := make(map[string]*caddyhttp.Server)
+	var served []*meshListener
+	for _, l := range t.meshListeners() {
+		vhosts := t.meshVirtualHosts(l)
+		if l.implicit && len(vhosts) == 0 {
+			continue
+		}
+		servers[l.name] = newServer(l.listen, vhosts)
+		served = append(served, l)
+	}
+	for _, l := range t.gatewayListeners(served) {
+		servers[l.name] = newServer(l.listen, t.gatewayVirtualHosts(l))
+	}
+	return servers
+}
+
+// newServer is a plaintext HTTP server (HTTP/1.1 and h2c, as Envoy's
+// HTTP listeners accept both) whose only handler is istio_route.
+func newServer(listen string, vhosts []*istioroute.VirtualHost) *caddyhttp.Server {
+	var w []caddyconfig.Warning
+	return &caddyhttp.Server{
+		Listen:    []string{listen},
+		AutoHTTPS: &caddyhttp.AutoHTTPSConfig{Disabled: true},
+		Protocols: []string{"h1", "h2", "h2c"},
+		Routes: caddyhttp.RouteList{{
+			HandlersRaw: []json.RawMessage{
+				caddyconfig.JSONModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", &w),
+			},
+		}},
+	}
+}
+
+// meshListeners returns the listeners of the Sidecar egress listeners, or
+// the default listener (Options.MeshListen, every host) without Sidecar.
+//
+// Istio applies a Sidecar to the workloads it selects; this Caddy is one
+// proxy, so every Sidecar's egress listeners are served, and listeners on
+// the same address merge their hosts.
+func (t *translator) meshListeners() []*meshListener {
+	if len(t.sidecars) == 0 {
+		return []*meshListener{{name: "mesh", listen: t.meshListen(), all: true, implicit: true}}
+	}
+	var out []*meshListener
+	byListen := make(map[string]*meshListener)
+	get := func(listen, name string, port uint32) *meshListener {
+		if l := byListen[listen]; l != nil {
+			return l
+		}
+		l := &meshListener{name: name, listen: listen, port: port}
+		byListen[listen] = l
+		out = append(out, l)
+		return l
+	}
+	for _, sc := range t.sidecars {
+		obj, spec := sc.obj, sc.spec
+		if spec.GetWorkloadSelector() != nil {
+			t.warn(obj, "spec.workloadSelector", "not implemented yet: the Sidecar applies to this whole proxy")
+		}
+		if len(spec.GetIngress()) > 0 {
+			t.warn(obj, "spec.ingress", notImplemented)
+		}
+		if spec.GetInboundConnectionPool() != nil {
+			t.warn(obj, "spec.inboundConnectionPool", notImplemented)
+		}
+		if spec.GetOutboundTrafficPolicy() != nil {
+			t.warn(obj, "spec.outboundTrafficPolicy", notImplemented+" (requests to unknown hosts get 404)")
+		}
+		if len(spec.GetEgress()) == 0 {
+			get(t.meshListen(), "mesh", 0).all = true
+			continue
+		}
+		for i, e := range spec.GetEgress() {
+			path := fmt.Sprintf("spec.egress[%d]", i)
+			if e.GetCaptureMode() != networking.CaptureMode_DEFAULT {
+				t.warn(obj, path+".captureMode", notImplemented)
+			}
+			var l *meshListener
+			if port := e.GetPort().GetNumber(); port != 0 {
+				if proto := parseProtocol(e.GetPort().GetProtocol()); !isHTTPProtocol(proto) {
+					t.warn(obj, path+".port.protocol", fmt.Sprintf("not implemented yet: this listener is not served (protocol %s)", e.GetPort().GetProtocol()))
+					continue
+				}
+				// Istio binds egress listeners to 0.0.0.0 by default; we
+				// bind to loopback so that a config never opens a port to
+				// the network unless it says so.
+				bind := e.GetBind()
+				if bind == "" {
+					bind = "127.0.0.1"
+				}
+				l = get(listenAddress(bind, port), "mesh-"+strings.TrimPrefix(bind, "unix://")+"-"+strconv.FormatUint(uint64(port), 10), port)
+			} else {
+				if e.GetBind() != "" {
+					t.warn(obj, path+".bind", "ignored: an egress listener without port is served on the mesh listener "+t.opts.MeshListen)
+				}
+				l = get(t.meshListen(), "mesh", 0)
+			}
+			for _, h := range e.GetHosts() {
+				ns, name := splitNamespacedHost(h)
+				l.hosts = append(l.hosts, egressHost{namespace: ns, dnsName: name, own: obj.Namespace})
+			}
+		}
+	}
+	return out
+}
+
+// meshListen is the Caddy listen address of the default mesh listener.
+func (t *translator) meshListen() string {
+	if strings.Contains(t.opts.MeshListen, "/") {
+		return t.opts.MeshListen
+	}
+	return "tcp/" + t.opts.MeshListen
+}
+
+// gatewayListeners groups the HTTP servers of every Gateway by (bind,
+// port). This Caddy implements every Gateway of the input: a Gateway's
+// selector (which workloads run it) is not matched against anything.
+func (t *translator) gatewayListeners(mesh []*meshListener) []*gatewayListener {
+	var out []*gatewayListener
+	byListen := make(map[string]*gatewayListener)
+	for _, gw := range t.gateways {
+		for i, s := range gw.spec.GetServers() {
+			path := fmt.Sprintf("spec.servers[%d]", i)
+			proto := strings.ToUpper(s.GetPort().GetProtocol())
+			switch proto {
+			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+			default:
+				t.warn(gw.obj, path+".port.protocol", fmt.Sprintf("not implemented yet: this server is not served (protocol %s)", proto))
+				continue
+			}
+			if tls := s.GetTls(); tls != nil {
+				field := path + ".tls"
+				if tls.GetHttpsRedirect() {
+					field += ".httpsRedirect"
+				}
+				t.warn(gw.obj, field, "not implemented yet: this server is not served")
+				continue
+			}
+			if s.GetDefaultEndpoint() != "" {
+				t.warn(gw.obj, path+".defaultEndpoint", notImplemented)
+			}
+			port := s.GetPort().GetNumber()
+			listen := listenAddress(s.GetBind(), port)
+			if m := conflictingMeshListener(mesh, s.GetBind(), port); m != nil {
+				t.warn(gw.obj, path+".port.number", fmt.Sprintf("not served: the mesh listener %s uses this port", strings.TrimPrefix(m.listen, "tcp/")))
+				continue
+			}
+			l := byListen[listen]
+			if l == nil {
+				name := "gateway-" + strconv.FormatUint(uint64(port), 10)
+				if b := s.GetBind(); b != "" {
+					name = "gateway-" + strings.TrimPrefix(b, "unix://") + "-" + strconv.FormatUint(uint64(port), 10)
+				}
+				l = &gatewayListener{name: name, listen: listen, port: port}
+				byListen[listen] = l
+				out = append(out, l)
+			}
+			l.servers = append(l.servers, gatewayServer{gw: gw, index: i, server: s})
+		}
+	}
+	return out
+}
+
+// conflictingMeshListener returns the mesh listener that a gateway server
+// on bind:port could not listen next to.
+func conflictingMeshListener(mesh []*meshListener, bind string, port uint32) *meshListener {
+	for _, m := range mesh {
+		addr := strings.TrimPrefix(m.listen, "tcp/")
+		i := strings.LastIndexByte(addr, ':')
+		if i < 0 || addr[i+1:] != strconv.FormatUint(uint64(port), 10) {
+			continue
+		}
+		mbind := strings.Trim(addr[:i], "[]")
+		if bind == "" || mbind == "" || mbind == bind {
+			return m
+		}
+	}
+	return nil
+}

@@ -1,0 +1,361 @@
+package istio
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioroute"
+)
+
+// routeScope is what the routes of a VirtualService are built for: Istio
+// evaluates match.port, match.gateways, sourceLabels and sourceNamespace at
+// configuration time, per listener, not per request.
+type routeScope struct {
+	// port is the listener port: the service port of a mesh virtual host,
+	// or the Gateway server port. match.port is compared with it, and it is
+	// the destination port of last resort.
+	port uint32
+
+	// gateways the routes are built for: "mesh", or Gateways as
+	// "namespace/name".
+	gateways map[string]bool
+}
+
+// builtRoute is a translated route and whether it matches every request.
+type builtRoute struct {
+	route    *istioroute.Route
+	catchAll bool
+}
+
+// httpRoutes translates the http routes of vs for scope, in order. As
+// Istio, it stops after the first route that matches every request: the
+// ones after it are unreachable.
+func (t *translator) httpRoutes(vs *virtualService, scope routeScope) []builtRoute {
+	var out []builtRoute
+	routes := vs.spec.GetHttp()
+	for i, r := range routes {
+		path := fmt.Sprintf("spec.http[%d]", i)
+		t.checkRouteFields(vs, path, r)
+		if r.GetDelegate() != nil {
+			t.warn(vs.obj, path+".delegate", "not implemented yet: this route is dropped")
+			continue
+		}
+		matches, catchAll, ok := t.routeMatches(vs, path, r.GetMatch(), scope)
+		if !ok {
+			continue // no alternative applies to this listener
+		}
+		route := &istioroute.Route{
+			Name:           r.GetName(),
+			VirtualService: vs.ref(),
+			Match:          matches,
+		}
+		switch {
+		case r.GetRedirect() != nil:
+			route.Redirect = redirectOf(r.GetRedirect())
+		case r.GetDirectResponse() != nil:
+			route.DirectResponse = directResponseOf(r.GetDirectResponse())
+		default:
+			for j, d := range r.GetRoute() {
+				route.Route = append(route.Route, &istioroute.Destination{
+					Cluster: t.destinationCluster(vs, fmt.Sprintf("%s.route[%d].destination", path, j), d.GetDestination(), scope.port),
+					Weight:  d.GetWeight(),
+				})
+			}
+		}
+		if catchAll {
+			route.Match = nil // what is left matches every request
+		}
+		out = append(out, builtRoute{route: route, catchAll: catchAll})
+		if catchAll {
+			// Validation already warns about a route without match that is
+			// not the last one.
+			if len(r.GetMatch()) > 0 {
+				t.warnUnreachable(vs, path, routes[i+1:], i+1, scope)
+			}
+			break
+		}
+	}
+	return out
+}
+
+// warnUnreachable warns about the first of rest (starting at index first)
+// that would apply to scope but comes after the catch-all route at path.
+func (t *translator) warnUnreachable(vs *virtualService, path string, rest []*networking.HTTPRoute, first int, scope routeScope) {
+	for k, r := range rest {
+		if !t.appliesTo(vs, r, scope) {
+			continue
+		}
+		t.warn(vs.obj, fmt.Sprintf("spec.http[%d]", first+k), fmt.Sprintf("unreachable: %s matches every request, so this route and those after it are dropped (as Istio does)", path))
+		return
+	}
+}
+
+// appliesTo reports whether route r has a match alternative that the
+// configuration-time selectors (match.gateways, match.port) keep in scope.
+func (t *translator) appliesTo(vs *virtualService, r *networking.HTTPRoute, scope routeScope) bool {
+	if len(r.GetMatch()) == 0 {
+		return true
+	}
+	for _, m := range r.GetMatch() {
+		if gws := m.GetGateways(); len(gws) > 0 && !t.gatewaysInclude(vs, gws, scope.gateways) {
+			continue
+		}
+		if m.GetPort() != 0 && m.GetPort() != scope.port {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// routeMatches translates the match alternatives of a route for scope.
+// Alternatives that cannot apply to the listener (match.port,
+// match.gateways) or that need what is not implemented (sourceLabels,
+// sourceNamespace, JWT claims) are dropped; ok is false when the route had
+// alternatives and none is left. catchAll reports whether the route
+// matches every request.
+func (t *translator) routeMatches(vs *virtualService, path string, matches []*networking.HTTPMatchRequest, scope routeScope) (out []*istioroute.Match, catchAll, ok bool) {
+	if len(matches) == 0 {
+		return nil, true, true
+	}
+	for j, m := range matches {
+		mp := fmt.Sprintf("%s.match[%d]", path, j)
+		if m.GetStatPrefix() != "" {
+			t.warn(vs.obj, mp+".statPrefix", notImplemented)
+		}
+		if gws := m.GetGateways(); len(gws) > 0 && !t.gatewaysInclude(vs, gws, scope.gateways) {
+			continue
+		}
+		if m.GetPort() != 0 && m.GetPort() != scope.port {
+			continue
+		}
+		if len(m.GetSourceLabels()) > 0 {
+			t.warn(vs.obj, mp+".sourceLabels", "not implemented yet: this match alternative is dropped (never matched)")
+			continue
+		}
+		if m.GetSourceNamespace() != "" {
+			t.warn(vs.obj, mp+".sourceNamespace", "not implemented yet: this match alternative is dropped (never matched)")
+			continue
+		}
+		match, usable := t.matchOf(vs, mp, m)
+		if !usable {
+			continue
+		}
+		out = append(out, match)
+		if isCatchAll(match) {
+			// Later alternatives of this route add nothing.
+			return out, true, true
+		}
+	}
+	return out, false, len(out) > 0
+}
+
+// matchOf translates one HTTPMatchRequest (without its config-time parts).
+func (t *translator) matchOf(vs *virtualService, mp string, m *networking.HTTPMatchRequest) (*istioroute.Match, bool) {
+	match := &istioroute.Match{
+		Name:          m.GetName(),
+		URI:           stringMatchOf(m.GetUri()),
+		Scheme:        stringMatchOf(m.GetScheme()),
+		Method:        stringMatchOf(m.GetMethod()),
+		Authority:     stringMatchOf(m.GetAuthority()),
+		IgnoreURICase: m.GetIgnoreUriCase(),
+	}
+	var usable = true
+	for _, name := range sortedKeys(m.GetHeaders()) {
+		key := strings.ToLower(name)
+		switch {
+		case strings.HasPrefix(name, "@request.auth.claims"):
+			t.warn(vs.obj, mp+".headers."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
+			usable = false
+			continue
+		case key == "uri" || key == "scheme" || key == "method" || key == "authority":
+			t.warn(vs.obj, mp+".headers."+name, fmt.Sprintf("ignored, as in Istio: use match.%s", key))
+			continue
+		}
+		if match.Headers == nil {
+			match.Headers = make(map[string]*istioroute.StringMatch)
+		}
+		match.Headers[key] = headerMatchOf(m.GetHeaders()[name])
+	}
+	for _, name := range sortedKeys(m.GetWithoutHeaders()) {
+		key := strings.ToLower(name)
+		if strings.HasPrefix(name, "@request.auth.claims") {
+			t.warn(vs.obj, mp+".withoutHeaders."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
+			usable = false
+			continue
+		}
+		if match.WithoutHeaders == nil {
+			match.WithoutHeaders = make(map[string]*istioroute.StringMatch)
+		}
+		match.WithoutHeaders[key] = headerMatchOf(m.GetWithoutHeaders()[name])
+	}
+	for _, name := range sortedKeys(m.GetQueryParams()) {
+		if match.QueryParams == nil {
+			match.QueryParams = make(map[string]*istioroute.StringMatch)
+		}
+		match.QueryParams[name] = stringMatchOf(m.GetQueryParams()[name])
+		if match.QueryParams[name] == nil {
+			match.QueryParams[name] = &istioroute.StringMatch{}
+		}
+	}
+	return match, usable
+}
+
+// isCatchAll reports whether match holds for every request, as Istio's
+// isCatchAllMatch: no URI condition, or prefix "/" or regex ".*", and no
+// other condition (method, scheme and authority are header conditions in
+// Envoy).
+func isCatchAll(m *istioroute.Match) bool {
+	if m.Scheme != nil || m.Method != nil || m.Authority != nil ||
+		len(m.Headers) > 0 || len(m.WithoutHeaders) > 0 || len(m.QueryParams) > 0 {
+		return false
+	}
+	u := m.URI
+	switch {
+	case u == nil, u.Exact == nil && u.Prefix == nil && u.Regex == nil:
+		return true
+	case u.Prefix != nil:
+		return *u.Prefix == "/"
+	case u.Regex != nil:
+		return *u.Regex == ".*"
+	}
+	return false
+}
+
+// stringMatchOf translates a StringMatch; one with no field set matches
+// anything (for headers and query parameters: presence).
+func stringMatchOf(m *networking.StringMatch) *istioroute.StringMatch {
+	if m == nil {
+		return nil
+	}
+	switch v := m.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
+		return &istioroute.StringMatch{Exact: &v.Exact}
+	case *networking.StringMatch_Prefix:
+		return &istioroute.StringMatch{Prefix: &v.Prefix}
+	case *networking.StringMatch_Regex:
+		return &istioroute.StringMatch{Regex: &v.Regex}
+	}
+	return &istioroute.StringMatch{}
+}
+
+// headerMatchOf is stringMatchOf for header values, where Istio reads
+// regex "*" (not a valid RE2 expression) as "present".
+func headerMatchOf(m *networking.StringMatch) *istioroute.StringMatch {
+	sm := stringMatchOf(m)
+	if sm == nil || (sm.Regex != nil && *sm.Regex == "*") {
+		return &istioroute.StringMatch{}
+	}
+	return sm
+}
+
+func redirectOf(r *networking.HTTPRedirect) *istioroute.Redirect {
+	out := &istioroute.Redirect{
+		URI:           r.GetUri(),
+		PrefixRewrite: r.GetPrefixRewrite(),
+		Authority:     r.GetAuthority(),
+		Scheme:        r.GetScheme(),
+		RedirectCode:  int(r.GetRedirectCode()),
+	}
+	switch p := r.GetRedirectPort().(type) {
+	case *networking.HTTPRedirect_Port:
+		out.Port = p.Port
+	case *networking.HTTPRedirect_DerivePort:
+		if p.DerivePort != networking.HTTPRedirect_FROM_PROTOCOL_DEFAULT {
+			out.DerivePort = p.DerivePort.String()
+		}
+	}
+	return out
+}
+
+func directResponseOf(d *networking.HTTPDirectResponse) *istioroute.DirectResponse {
+	out := &istioroute.DirectResponse{Status: int(d.GetStatus())}
+	switch b := d.GetBody().GetSpecifier().(type) {
+	case *networking.HTTPBody_String_:
+		out.Body = []byte(b.String_)
+	case *networking.HTTPBody_Bytes:
+		out.Body = b.Bytes // jsonpb already decoded the base64
+	}
+	return out
+}
+
+// destinationCluster names the cluster of destination d of vs, following
+// Istio's GetDestinationCluster: the port is d.port, else the service's
+// only port, else the listener port. A destination whose cluster does not
+// exist is kept (the runtime answers 503, as Envoy's "no cluster") with a
+// warning.
+func (t *translator) destinationCluster(vs *virtualService, field string, d *networking.Destination, listenerPort uint32) string {
+	host := expandHost(d.GetHost(), vs.obj.Namespace)
+	svc := t.serviceByHost[host]
+	port := listenerPort
+	switch {
+	case d.GetPort().GetNumber() != 0:
+		port = d.GetPort().GetNumber()
+	case svc != nil && len(svc.Ports) == 1:
+		port = svc.Ports[0].Number
+	}
+	name := clusterName(port, d.GetSubset(), host)
+	switch {
+	case svc == nil:
+		t.warn(vs.obj, field+".host", fmt.Sprintf("destination host %s is not a known service (no ServiceEntry or Service): requests to it get 503", host))
+	case t.clusterByName[name] != nil:
+	case svc.port(port) == nil:
+		t.warn(vs.obj, field, fmt.Sprintf("service %s has no port %d: requests to it get 503", host, port))
+	case svc.port(port).Protocol == "UDP":
+		t.warn(vs.obj, field, fmt.Sprintf("port %d of service %s is UDP: requests to it get 503", port, host))
+	default:
+		t.warn(vs.obj, field+".subset", fmt.Sprintf("no DestinationRule defines subset %q of host %s: requests to it get 503", d.GetSubset(), host))
+	}
+	return name
+}
+
+// checkRouteFields warns about every HTTPRoute field that is not
+// translated.
+func (t *translator) checkRouteFields(vs *virtualService, path string, r *networking.HTTPRoute) {
+	unsupported := []struct {
+		field string
+		set   bool
+	}{
+		{"rewrite", r.GetRewrite() != nil},
+		{"timeout", r.GetTimeout() != nil},
+		{"retries", r.GetRetries() != nil},
+		{"fault", r.GetFault() != nil},
+		{"mirror", r.GetMirror() != nil},
+		{"mirrors", len(r.GetMirrors()) > 0},
+		{"mirrorPercentage", r.GetMirrorPercentage() != nil},
+		{"mirrorPercent", r.GetMirrorPercent() != nil},
+		{"corsPolicy", r.GetCorsPolicy() != nil},
+		{"headers", r.GetHeaders() != nil},
+	}
+	for _, u := range unsupported {
+		if u.set {
+			t.warn(vs.obj, path+"."+u.field, notImplemented)
+		}
+	}
+	for j, d := range r.GetRoute() {
+		if d.GetHeaders() != nil {
+			t.warn(vs.obj, fmt.Sprintf("%s.route[%d].headers", path, j), notImplemented)
+		}
+	}
+}
+
+// sortCatchAllLast moves the routes that match every request after the
+// others, keeping the order within each group, as Istio does when it merges
+// several VirtualServices into one gateway virtual host.
+func sortCatchAllLast(routes []builtRoute) {
+	sort.SliceStable(routes, func(i, j int) bool {
+		return !routes[i].catchAll && routes[j].catchAll
+	})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,348 @@
+package istio
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+
+	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
+	"github.com/caddy-istio/caddy-istio/modules/istioroute"
+)
+
+// meshGateway is the reserved gateway name of every sidecar.
+const meshGateway = "mesh"
+
+// resolveGatewayRef turns a VirtualService gateway reference into
+// "namespace/name": "ns/name", "./name" and "name" (the VirtualService's
+// namespace), and the legacy "name.ns[.svc.cluster.local]". "mesh" stays.
+func resolveGatewayRef(ref, namespace string) string {
+	if ref == meshGateway {
+		return ref
+	}
+	if i := strings.IndexByte(ref, '/'); i >= 0 {
+		ns := ref[:i]
+		if ns == "." {
+			ns = namespace
+		}
+		return ns + "/" + ref[i+1:]
+	}
+	if name, rest, ok := strings.Cut(ref, "."); ok {
+		ns, _, _ := strings.Cut(rest, ".")
+		return ns + "/" + name
+	}
+	return namespace + "/" + ref
+}
+
+// vsGateways is the set of gateways vs is bound to; no gateways means mesh.
+func vsGateways(vs *virtualService) map[string]bool {
+	refs := vs.spec.GetGateways()
+	if len(refs) == 0 {
+		return map[string]bool{meshGateway: true}
+	}
+	out := make(map[string]bool, len(refs))
+	for _, r := range refs {
+		out[resolveGatewayRef(r, vs.obj.Namespace)] = true
+	}
+	return out
+}
+
+// gatewaysInclude reports whether one of refs (match.gateways of vs) is in
+// scope.
+func (t *translator) gatewaysInclude(vs *virtualService, refs []string, scope map[string]bool) bool {
+	for _, r := range refs {
+		if scope[resolveGatewayRef(r, vs.obj.Namespace)] {
+			return true
+		}
+	}
+	return false
+}
+
+// checkVirtualServices warns about VirtualService fields that are not
+// translated and about gateways that do not exist.
+func (t *translator) checkVirtualServices() {
+	known := make(map[string]bool)
+	for _, gw := range t.gateways {
+		known[gw.ref()] = true
+	}
+	for _, vs := range t.virtualServices {
+		if len(vs.spec.GetTcp()) > 0 {
+			t.warn(vs.obj, "spec.tcp", notImplemented)
+		}
+		if len(vs.spec.GetTls()) > 0 {
+			t.warn(vs.obj, "spec.tls", notImplemented)
+		}
+		if len(vs.spec.GetExportTo()) > 0 {
+			t.warn(vs.obj, "spec.exportTo", notImplemented+" (every client sees the VirtualService)")
+		}
+		for i, r := range vs.spec.GetGateways() {
+			if ref := resolveGatewayRef(r, vs.obj.Namespace); ref != meshGateway && !known[ref] {
+				t.warn(vs.obj, fmt.Sprintf("spec.gateways[%d]", i), fmt.Sprintf("gateway %s is not defined: the VirtualService is not served on it", ref))
+			}
+		}
+	}
+}
+
+// meshVirtualServices are the VirtualServices with http routes bound to
+// the mesh, in document order.
+func (t *translator) meshVirtualServices() []*virtualService {
+	var out []*virtualService
+	for _, vs := range t.virtualServices {
+		if len(vs.spec.GetHttp()) > 0 && vsGateways(vs)[meshGateway] {
+			out = append(out, vs)
+		}
+	}
+	return out
+}
+
+// vhostEntry is a virtual host with the object and field it comes from,
+// for warnings.
+type vhostEntry struct {
+	vhost *istioroute.VirtualHost
+	obj   *istioyaml.Object
+	field string
+}
+
+// meshVirtualHosts builds the virtual hosts of a mesh listener: one per
+// HTTP port of every service the listener serves, routed by the first mesh
+// VirtualService for the service's host (or straight to the service), then
+// one per mesh VirtualService for its hosts that are not services.
+func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost {
+	meshVSs := t.meshVirtualServices()
+	mesh := map[string]bool{meshGateway: true}
+
+	services := append([]*service(nil), t.services...)
+	sort.SliceStable(services, func(i, j int) bool { return services[i].Hostname < services[j].Hostname })
+
+	var entries []vhostEntry
+	for _, svc := range services {
+		if !l.selects(svc.Namespace, svc.Hostname) {
+			continue
+		}
+		vs := t.meshVirtualServiceFor(meshVSs, svc.Hostname)
+		for _, port := range svc.Ports {
+			if !isHTTPProtocol(port.Protocol) || (l.port != 0 && port.Number != l.port) {
+				continue
+			}
+			// Istio has one route table per port, so it also matches a Host
+			// without port. The default listener serves every port: there
+			// the port-less names go to port 80 or, as a convenience, to
+			// the only port of a single-port service.
+			plain := l.port != 0 || port.Number == 80 || len(svc.Ports) == 1
+			vh := &istioroute.VirtualHost{
+				Name:    hostPort(svc.Hostname, port.Number),
+				Domains: serviceDomains(svc, port.Number, plain),
+			}
+			if vs != nil {
+				vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port.Number, gateways: mesh}))
+			} else {
+				vh.Routes = []*istioroute.Route{{
+					Route: []*istioroute.Destination{{Cluster: clusterName(port.Number, "", svc.Hostname)}},
+				}}
+			}
+			entries = append(entries, vhostEntry{vhost: vh, obj: svc.obj, field: svc.field})
+		}
+	}
+
+	// Hosts of mesh VirtualServices that are not services. Istio only
+	// serves them on port 80 (there is no service port to serve them on);
+	// the default listener serves them by their plain names.
+	claimed := make(map[string]*virtualService)
+	for _, vs := range meshVSs {
+		var domains []string
+		var first string
+		field := "spec.hosts"
+		for i, h := range vs.spec.GetHosts() {
+			host := expandHost(h, vs.obj.Namespace)
+			if t.serviceByHost[host] != nil || (isWildcard(host) && t.coversService(host)) {
+				continue
+			}
+			if prev := claimed[host]; prev != nil && prev != vs {
+				t.warn(vs.obj, fmt.Sprintf("spec.hosts[%d]", i), fmt.Sprintf("host %s is already routed by %s: sidecars do not merge VirtualServices, the first one wins", host, prev.obj.Ref()))
+				continue
+			}
+			claimed[host] = vs
+			if !l.selects(vs.obj.Namespace, host) {
+				continue
+			}
+			if first == "" {
+				first, field = host, fmt.Sprintf("spec.hosts[%d]", i)
+			}
+			names := append([]string{host}, kubeShortForms(host)...)
+			for _, n := range names {
+				if l.port != 0 {
+					domains = append(domains, hostPort(n, l.port))
+				}
+			}
+			domains = append(domains, names...)
+		}
+		if len(domains) == 0 {
+			continue
+		}
+		port := l.port
+		if port == 0 {
+			port = 80
+		}
+		vh := &istioroute.VirtualHost{Name: first, Domains: domains}
+		if l.port != 0 {
+			vh.Name = hostPort(first, l.port)
+		}
+		vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port, gateways: mesh}))
+		entries = append(entries, vhostEntry{vhost: vh, obj: vs.obj, field: field})
+	}
+	return t.dedupeDomains(entries)
+}
+
+// meshVirtualServiceFor returns the first mesh VirtualService with a host
+// covering hostname; the others that also cover it are ignored for it, as a
+// sidecar does not merge VirtualServices.
+func (t *translator) meshVirtualServiceFor(meshVSs []*virtualService, hostname string) *virtualService {
+	var winner *virtualService
+	for _, vs := range meshVSs {
+		for i, h := range vs.spec.GetHosts() {
+			if !hostCovers(expandHost(h, vs.obj.Namespace), hostname) {
+				continue
+			}
+			if winner == nil {
+				winner = vs
+			} else if winner != vs {
+				t.warn(vs.obj, fmt.Sprintf("spec.hosts[%d]", i), fmt.Sprintf("host %s is already routed by %s: sidecars do not merge VirtualServices, the first one wins", hostname, winner.obj.Ref()))
+			}
+			break
+		}
+	}
+	return winner
+}
+
+// coversService reports whether the wildcard host covers a service.
+func (t *translator) coversService(host string) bool {
+	for _, svc := range t.services {
+		if hostCovers(host, svc.Hostname) {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceDomains are the Host values of a service port: HOST:PORT, the
+// Kubernetes short forms NAME:PORT, NAME.NS:PORT and NAME.NS.svc:PORT, and
+// the service's IP addresses with the port; and the same without port when
+// plain is set.
+func serviceDomains(svc *service, port uint32, plain bool) []string {
+	names := append([]string{svc.Hostname}, kubeShortForms(svc.Hostname)...)
+	for _, a := range svc.Addresses {
+		if net.ParseIP(a) != nil {
+			names = append(names, a)
+		}
+	}
+	out := make([]string, 0, 2*len(names))
+	for _, n := range names {
+		out = append(out, hostPort(n, port))
+	}
+	if plain {
+		for _, n := range names {
+			if strings.Contains(n, ":") {
+				n = "[" + n + "]" // an IPv6 address
+			}
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// dedupeDomains gives each domain to the first virtual host that has it,
+// warning about the others, and drops virtual hosts left without domains.
+func (t *translator) dedupeDomains(entries []vhostEntry) []*istioroute.VirtualHost {
+	owner := make(map[string]string)
+	var out []*istioroute.VirtualHost
+	for _, e := range entries {
+		kept := e.vhost.Domains[:0]
+		for _, d := range e.vhost.Domains {
+			key := strings.ToLower(d)
+			if prev, dup := owner[key]; dup {
+				t.warn(e.obj, e.field, fmt.Sprintf("domain %s is already served by virtual host %s: not served for %s", d, prev, e.vhost.Name))
+				continue
+			}
+			owner[key] = e.vhost.Name
+			kept = append(kept, d)
+		}
+		e.vhost.Domains = kept
+		if len(kept) > 0 {
+			out = append(out, e.vhost)
+		}
+	}
+	return out
+}
+
+// gatewayVirtualHosts builds the virtual hosts of a gateway listener: for
+// each host that a bound VirtualService and a server of the listener have
+// in common (the more specific of the two), the routes of every such
+// VirtualService in document order, catch-all routes last, as Istio merges
+// VirtualServices on a gateway. Domains have no port: a gateway matches
+// the Host whatever its port.
+func (t *translator) gatewayVirtualHosts(l *gatewayListener) []*istioroute.VirtualHost {
+	type binding struct {
+		vs       *virtualService
+		gateways map[string]bool
+	}
+	var domains []string
+	bindings := make(map[string][]*binding)
+	bind := func(domain string, vs *virtualService, gw string) {
+		list := bindings[domain]
+		if len(list) == 0 {
+			domains = append(domains, domain)
+		}
+		for _, b := range list {
+			if b.vs == vs {
+				b.gateways[gw] = true
+				return
+			}
+		}
+		bindings[domain] = append(list, &binding{vs: vs, gateways: map[string]bool{gw: true}})
+	}
+	for _, vs := range t.virtualServices {
+		if len(vs.spec.GetHttp()) == 0 {
+			continue
+		}
+		bound := vsGateways(vs)
+		for _, s := range l.servers {
+			gwRef := s.gw.ref()
+			if !bound[gwRef] {
+				continue
+			}
+			for _, h := range vs.spec.GetHosts() {
+				host := expandHost(h, vs.obj.Namespace)
+				for _, sh := range s.server.GetHosts() {
+					ns, dnsName := splitNamespacedHost(sh)
+					if !namespaceSelected(ns, s.gw.obj.Namespace, vs.obj.Namespace) {
+						continue
+					}
+					if d, ok := intersectHosts(dnsName, host); ok {
+						bind(strings.ToLower(d), vs, gwRef)
+					}
+				}
+			}
+		}
+	}
+	out := make([]*istioroute.VirtualHost, 0, len(domains))
+	for _, d := range domains {
+		var routes []builtRoute
+		for _, b := range bindings[d] {
+			routes = append(routes, t.httpRoutes(b.vs, routeScope{port: l.port, gateways: b.gateways})...)
+		}
+		sortCatchAllLast(routes)
+		out = append(out, &istioroute.VirtualHost{Name: d, Domains: []string{d}, Routes: routesOf(routes)})
+	}
+	return out
+}
+
+func routesOf(built []builtRoute) []*istioroute.Route {
+	if len(built) == 0 {
+		return nil
+	}
+	out := make([]*istioroute.Route, len(built))
+	for i, b := range built {
+		out[i] = b.route
+	}
+	return out
+}
