@@ -1,0 +1,12 @@
+// Package caddyistio brings every caddy-istio module into a Caddy build with
+// one import: `xcaddy build --with github.com/caddy-istio/caddy-istio`.
+package caddyistio
+
+import (
+	// The istio config adapter: caddy adapt/run --adapter istio.
+	_ "github.com/caddy-istio/caddy-istio/adapters/istio"
+	// The istio app: registry of services, endpoints and clusters.
+	_ "github.com/caddy-istio/caddy-istio/modules/istioapp"
+	// http.handlers.istio_route: VirtualService routing.
+	_ "github.com/caddy-istio/caddy-istio/modules/istioroute"
+)
