@@ -1,0 +1,211 @@
+// Package istioroute implements the http.handlers.istio_route handler: the
+// HTTP routing of Istio VirtualServices, as Envoy applies it.
+package istioroute
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler routes requests as Envoy routes an Istio HTTP route
+// configuration. It finds the virtual host of the request's host (exact
+// host:port, exact host, longest *.suffix, then *), takes the first route
+// of that virtual host whose match holds, and then answers with the
+// route's redirect or direct response, or picks one of its weighted
+// destinations at random and proxies through that cluster of the istio app.
+//
+// A request with no virtual host or no matching route gets 404, as Envoy's
+// "no route" (NR); a destination whose cluster does not exist gets 503, as
+// Envoy's "no cluster" (NC). Both are returned as handler errors, so the
+// server's error routes may handle them.
+type Handler struct {
+	// VirtualHosts to route among. A domain may appear in one virtual
+	// host only.
+	VirtualHosts []*VirtualHost `json:"virtual_hosts,omitempty"`
+
+	hosts  hostTable
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.istio_route",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the virtual hosts and resolves the destination
+// clusters in the istio app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+
+	// The istio app may be absent (e.g. routes made only of redirects);
+	// its destinations then answer 503.
+	var app *istioapp.App
+	if appIface, err := ctx.AppIfConfigured("istio"); err == nil {
+		app = appIface.(*istioapp.App)
+	} else if !errors.Is(err, caddy.ErrNotConfigured) {
+		return err
+	}
+
+	owners := make(map[string]string)
+	for i, vhc := range h.VirtualHosts {
+		if vhc == nil {
+			return fmt.Errorf("virtual host %d: null", i)
+		}
+		vh := &virtualHost{name: vhc.Name}
+		for j, rc := range vhc.Routes {
+			rt, err := h.compileRoute(rc, app)
+			if err != nil {
+				return fmt.Errorf("virtual host %q: route %d: %v", vhc.Name, j, err)
+			}
+			vh.routes = append(vh.routes, rt)
+		}
+		for _, domain := range vhc.Domains {
+			if err := h.hosts.add(domain, vh, owners); err != nil {
+				return fmt.Errorf("virtual host %q: %v", vhc.Name, err)
+			}
+		}
+	}
+	h.hosts.sortWildcards()
+	return nil
+}
+
+// compileRoute compiles one route and resolves its destinations.
+func (h *Handler) compileRoute(rc *Route, app *istioapp.App) (*route, error) {
+	if rc == nil {
+		return nil, fmt.Errorf("null")
+	}
+	rt := &route{name: rc.Name, virtualService: rc.VirtualService, directResponse: rc.DirectResponse}
+	for i, mc := range rc.Match {
+		if mc == nil {
+			return nil, fmt.Errorf("match %d: null", i)
+		}
+		m, err := compileMatch(mc)
+		if err != nil {
+			return nil, fmt.Errorf("match %d: %v", i, err)
+		}
+		rt.matches = append(rt.matches, m)
+	}
+
+	actions := 0
+	if len(rc.Route) > 0 {
+		actions++
+		var dests []*destination
+		for i, dc := range rc.Route {
+			if dc == nil {
+				return nil, fmt.Errorf("destination %d: null", i)
+			}
+			dests = append(dests, h.resolveDestination(dc, rc, app))
+		}
+		if err := rt.setDestinations(dests); err != nil {
+			return nil, err
+		}
+	}
+	if rc.Redirect != nil {
+		actions++
+		rd, err := compileRedirect(rc.Redirect)
+		if err != nil {
+			return nil, fmt.Errorf("redirect: %v", err)
+		}
+		rt.redirect = rd
+	}
+	if rc.DirectResponse != nil {
+		actions++
+		if s := rc.DirectResponse.Status; s < 200 || s > 599 {
+			return nil, fmt.Errorf("direct_response: status %d must be in 200..599", s)
+		}
+	}
+	if actions != 1 {
+		return nil, fmt.Errorf("exactly one of route, redirect and direct_response is required")
+	}
+	return rt, nil
+}
+
+// resolveDestination looks the destination's cluster up in the istio app.
+func (h *Handler) resolveDestination(dc *Destination, rc *Route, app *istioapp.App) *destination {
+	d := &destination{cluster: dc.Cluster, weight: dc.Weight}
+	if app != nil {
+		d.handler = app.ClusterHandler(dc.Cluster)
+	}
+	if d.handler == nil {
+		d.notFound = fmt.Errorf("cluster %q not found", dc.Cluster)
+		h.logger.Warn("destination cluster not found; requests routed to it will get 503",
+			zap.String("cluster", dc.Cluster),
+			zap.String("route", rc.Name),
+			zap.String("virtual_service", rc.VirtualService),
+			zap.Bool("istio_app_configured", app != nil))
+	}
+	return d
+}
+
+// ServeHTTP routes the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	ri := newRequestInfo(r)
+	vh, rt, m := h.findRoute(&ri)
+	if vh == nil {
+		return caddyhttp.Error(http.StatusNotFound, errNoVirtualHost)
+	}
+	if rt == nil {
+		return caddyhttp.Error(http.StatusNotFound, errNoRoute)
+	}
+
+	switch {
+	case rt.directResponse != nil:
+		serveDirectResponse(w, rt.directResponse)
+		return nil
+	case rt.redirect != nil:
+		rt.redirect.serve(w, &ri, m.matchedPrefixLen(ri.path))
+		return nil
+	}
+
+	d := rt.pick()
+	if c := h.logger.Check(zapcore.DebugLevel, "routed"); c != nil {
+		c.Write(
+			zap.String("virtual_host", vh.name),
+			zap.String("route", rt.name),
+			zap.String("virtual_service", rt.virtualService),
+			zap.String("cluster", d.cluster))
+	}
+	if d.handler == nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, d.notFound)
+	}
+	return d.handler.ServeHTTP(w, r, next)
+}
+
+// findRoute returns the virtual host of the request, its first route whose
+// match holds, and the match alternative that held (nil for a route
+// without match); nil values when there is none. It does not allocate.
+func (h *Handler) findRoute(ri *requestInfo) (*virtualHost, *route, *match) {
+	vh := h.hosts.lookup(ri.r.Host)
+	if vh == nil {
+		return nil, nil, nil
+	}
+	rt, m := vh.match(ri)
+	return vh, rt, m
+}
+
+var (
+	errNoVirtualHost = errors.New("no virtual host for the request host")
+	errNoRoute       = errors.New("no route matches the request")
+)
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
