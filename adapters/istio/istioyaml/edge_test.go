@@ -427,6 +427,11 @@ spec: {hosts: [reviews]}
 					t.Errorf("error %d location: file %q line %d", i, got.File, got.Line)
 				}
 			}
+			for _, o := range objs {
+				if err := checkAgainstJSONPB(o); err != nil {
+					t.Errorf("%s: %v", o.Ref(), err)
+				}
+			}
 			if t.Failed() || tt.check == nil {
 				return
 			}

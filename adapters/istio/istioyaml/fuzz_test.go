@@ -7,10 +7,12 @@ import (
 	"testing"
 )
 
+// extraFuzzSeeds are inputs other test files add to FuzzDecode's corpus.
+var extraFuzzSeeds []string
+
 // FuzzDecode checks that Decode never panics (a recovered panic shows as an
 // "internal error" problem), that every problem is located, and that the
-// schema walk catches everything strict jsonpb rejects (a jsonpb error
-// surfaces as a field "spec" message the walk never writes).
+// message Decode builds is the one strict jsonpb gives.
 //
 //	go test ./adapters/istio/istioyaml -run '^$' -fuzz FuzzDecode -fuzztime 30s
 func FuzzDecode(f *testing.F) {
@@ -23,14 +25,14 @@ func FuzzDecode(f *testing.F) {
 			f.Add(data)
 		}
 	}
-	for _, seed := range []string{
+	for _, seed := range append(extraFuzzSeeds,
 		"",
 		"---\n---\n",
 		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n",
 		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec: {http: [{match: [{uri: {exact: /a, prefix: /b}}]}]}\n",
 		"a: &x [*x]\n",
 		"--- {a: 1}\n",
-	} {
+	) {
 		f.Add([]byte(seed))
 	}
 
@@ -46,12 +48,15 @@ func FuzzDecode(f *testing.F) {
 		}
 		for _, p := range errs {
 			if p.Field == "spec" && !strings.HasPrefix(p.Message, "must be ") {
-				t.Fatalf("strict jsonpb rejected what the schema walk accepted: %s", p.Error())
+				t.Fatalf("the message builder rejected what the schema walk accepted: %s", p.Error())
 			}
 		}
 		for _, o := range objs {
 			if (o.Spec == nil) == (o.Service == nil) || o.Name == "" {
 				t.Fatalf("bad object %+v", o)
+			}
+			if err := checkAgainstJSONPB(o); err != nil {
+				t.Fatalf("%s: %v", o.Ref(), err)
 			}
 			if line := o.LineOf("spec.http[0].route[0].weight"); line < 1 {
 				t.Fatalf("LineOf = %d", line)

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/golang/protobuf/jsonpb"
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
@@ -85,14 +84,20 @@ func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
 		})
 		return newDocNum
 	}
-	if isJSONNull(j) {
+	var root any
+	if err := unmarshalUseNumber(j, &root); err != nil {
+		newDocNum++
+		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: c.startLine, Message: err.Error()})
+		return newDocNum
+	}
+	if root == nil {
 		return newDocNum // empty or comment-only document
 	}
 	newDocNum++
 	doc := &document{chunk: c, file: d.file, num: newDocNum}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(j, &top); err != nil {
-		d.errs = append(d.errs, doc.problem(nil, "", "document must be a YAML mapping (an object with apiVersion and kind), got "+jsonTypeOfRaw(j)))
+	top, ok := root.(map[string]any)
+	if !ok {
+		d.errs = append(d.errs, doc.problem(nil, "", "document must be a YAML mapping (an object with apiVersion and kind), got "+describe(root)))
 		return newDocNum
 	}
 	d.decodeObject(doc, "", top)
@@ -167,7 +172,7 @@ var objectMetaFields = map[string]bool{
 
 // decodeObject decodes one Kubernetes object (a document, or an item of a
 // List document, in which case prefix is "items[i].").
-func (d *decoder) decodeObject(doc *document, prefix string, top map[string]json.RawMessage) {
+func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any) {
 	obj := &Object{
 		File: d.file, Doc: doc.num, Line: doc.startLine,
 		src: doc.data, srcFirstLine: doc.firstLine, pathPrefix: prefix,
@@ -230,25 +235,16 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]json
 	}
 	d.decodeMetadata(w, obj, top["metadata"])
 
-	var spec any
-	specRaw := top["spec"]
-	if len(specRaw) > 0 {
-		if err := unmarshalUseNumber(specRaw, &spec); err != nil {
-			w.add("spec", err.Error())
-		}
-	}
-	if spec != nil {
-		if _, ok := spec.(map[string]any); !ok {
-			w.add("spec", "must be an object, got "+describe(spec))
-			spec = nil
-		}
+	spec, _ := top["spec"].(map[string]any)
+	if spec == nil && top["spec"] != nil {
+		w.add("spec", "must be an object, got "+describe(top["spec"]))
 	}
 
 	var msg proto.Message
 	if isIstio {
 		msg = newSpecs[obj.Kind]()
 		if spec != nil {
-			w.withPath("spec", func() { w.message(msg.ProtoReflect().Descriptor(), spec.(map[string]any)) })
+			w.withPath("spec", func() { w.message(msg.ProtoReflect().Descriptor(), spec) })
 		}
 	} else {
 		obj.Service = decodeKubeService(w, spec)
@@ -262,7 +258,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]json
 
 	if isIstio {
 		if spec != nil {
-			if err := strictJSONPB.Unmarshal(bytes.NewReader(specRaw), protoV1(msg)); err != nil {
+			if err := buildMessage(msg.ProtoReflect(), spec); err != nil {
 				fail("spec", err.Error())
 				return
 			}
@@ -272,31 +268,25 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]json
 	d.objs = append(d.objs, obj)
 }
 
-// strictJSONPB is the actual decoder of Istio specs: golang/protobuf's jsonpb
-// (what istio.io/api's own UnmarshalJSON uses, so Go-style durations like
-// "1.5s" and "3m" work) without its AllowUnknownFields leniency.
-var strictJSONPB = &jsonpb.Unmarshaler{}
-
 // decodeList decodes the items of a `kind: List` document, each as an
 // object whose problems' fields start with items[i].
-func (d *decoder) decodeList(doc *document, obj *Object, prefix string, top map[string]json.RawMessage) {
-	raw, ok := top["items"]
-	if !ok || isJSONNull(raw) {
+func (d *decoder) decodeList(doc *document, obj *Object, prefix string, top map[string]any) {
+	if top["items"] == nil {
 		return
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		d.errs = append(d.errs, doc.problem(obj, prefix+"items", "must be an array, got "+jsonTypeOfRaw(raw)))
+	items, ok := top["items"].([]any)
+	if !ok {
+		d.errs = append(d.errs, doc.problem(obj, prefix+"items", "must be an array, got "+describe(top["items"])))
 		return
 	}
 	for i, item := range items {
 		itemPrefix := prefix + "items[" + strconv.Itoa(i) + "]."
-		var itemTop map[string]json.RawMessage
-		if isJSONNull(item) {
+		if item == nil {
 			continue
 		}
-		if err := json.Unmarshal(item, &itemTop); err != nil {
-			d.errs = append(d.errs, doc.problem(obj, strings.TrimSuffix(itemPrefix, "."), "must be an object, got "+jsonTypeOfRaw(item)))
+		itemTop, ok := item.(map[string]any)
+		if !ok {
+			d.errs = append(d.errs, doc.problem(obj, strings.TrimSuffix(itemPrefix, "."), "must be an object, got "+describe(item)))
 			continue
 		}
 		d.decodeObject(doc, itemPrefix, itemTop)
@@ -304,15 +294,8 @@ func (d *decoder) decodeList(doc *document, obj *Object, prefix string, top map[
 }
 
 // decodeMetadata fills obj's name, namespace, labels and annotations.
-func (d *decoder) decodeMetadata(w *schemaWalker, obj *Object, raw json.RawMessage) {
+func (d *decoder) decodeMetadata(w *schemaWalker, obj *Object, v any) {
 	obj.Namespace = d.namespace
-	var v any
-	if len(raw) > 0 {
-		if err := unmarshalUseNumber(raw, &v); err != nil {
-			w.add("metadata", err.Error())
-			return
-		}
-	}
 	if v == nil {
 		w.add("metadata.name", "metadata.name is required")
 		return
@@ -384,28 +367,23 @@ func stringMapField(w *schemaWalker, m map[string]any, path string) map[string]s
 // not decoded.
 type metaNames struct{ name, namespace string }
 
-func lenientMetadata(raw json.RawMessage) metaNames {
-	var m struct {
-		Name      any `json:"name"`
-		Namespace any `json:"namespace"`
-	}
-	_ = json.Unmarshal(raw, &m)
-	name, _ := m.Name.(string)
-	ns, _ := m.Namespace.(string)
+func lenientMetadata(v any) metaNames {
+	m, _ := v.(map[string]any)
+	name, _ := m["name"].(string)
+	ns, _ := m["namespace"].(string)
 	return metaNames{name: name, namespace: ns}
 }
 
 // envelopeString reads a top-level string field.
-func envelopeString(top map[string]json.RawMessage, key string, issues []issue) (string, []issue) {
-	raw, ok := top[key]
-	if !ok || isJSONNull(raw) {
+func envelopeString(top map[string]any, key string, issues []issue) (string, []issue) {
+	switch v := top[key].(type) {
+	case nil:
 		return "", issues
+	case string:
+		return v, issues
+	default:
+		return "", append(issues, issue{field: key, message: "must be a string, got " + describe(v)})
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", append(issues, issue{field: key, message: "must be a string, got " + jsonTypeOfRaw(raw)})
-	}
-	return s, issues
 }
 
 // firstIssue picks the issue that comes first in the document: the one at
@@ -512,19 +490,6 @@ func yamlErrorMessage(err error, firstLine int) string {
 		}
 		return "line " + strconv.Itoa(n+firstLine-1)
 	})
-}
-
-func isJSONNull(b []byte) bool {
-	return string(bytes.TrimSpace(b)) == "null"
-}
-
-// jsonTypeOfRaw names the JSON type of a raw value for messages.
-func jsonTypeOfRaw(raw []byte) string {
-	var v any
-	if err := unmarshalUseNumber(raw, &v); err != nil {
-		return "invalid JSON"
-	}
-	return describe(v)
 }
 
 func unmarshalUseNumber(raw []byte, v any) error {

@@ -79,6 +79,9 @@ func TestDecodeSamples(t *testing.T) {
 				if o.Name == "" || o.Namespace == "" || o.Doc < 1 || o.Line < 1 {
 					t.Errorf("%s: incomplete location/name: %+v", o.Ref(), o)
 				}
+				if err := checkAgainstJSONPB(o); err != nil {
+					t.Errorf("%s: %v", o.Ref(), err)
+				}
 			}
 		})
 	}
@@ -297,5 +300,10 @@ func TestDecodeValidationInvalid(t *testing.T) {
 	}
 	if len(objs) != len(cases) {
 		t.Errorf("got %d objects, want %d", len(objs), len(cases))
+	}
+	for _, o := range objs {
+		if err := checkAgainstJSONPB(o); err != nil {
+			t.Errorf("%s: %v", o.Ref(), err)
+		}
 	}
 }

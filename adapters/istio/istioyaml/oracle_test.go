@@ -1,0 +1,55 @@
+package istioyaml
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/golang/protobuf/jsonpb"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+)
+
+// checkAgainstJSONPB decodes o's spec again with strict golang/protobuf
+// jsonpb, the decoder istio.io/api itself uses, and reports any difference
+// from the message Decode built.
+func checkAgainstJSONPB(o *Object) error {
+	if o.Spec == nil {
+		return nil
+	}
+	j, err := yaml.YAMLToJSON(o.src)
+	if err != nil {
+		return fmt.Errorf("YAMLToJSON: %v", err)
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(j, &top); err != nil {
+		return err
+	}
+	// Walk down to a List item: items[i].items[j]...
+	for prefix := o.pathPrefix; prefix != ""; {
+		idx := strings.TrimPrefix(prefix, "items[")
+		end := strings.Index(idx, "].")
+		i, _ := strconv.Atoi(idx[:end])
+		prefix = idx[end+2:]
+		var items []json.RawMessage
+		if err := json.Unmarshal(top["items"], &items); err != nil {
+			return err
+		}
+		top = nil
+		if err := json.Unmarshal(items[i], &top); err != nil {
+			return err
+		}
+	}
+	want := o.Spec.ProtoReflect().New().Interface()
+	if spec := top["spec"]; len(spec) > 0 {
+		if err := (&jsonpb.Unmarshaler{}).Unmarshal(bytes.NewReader(spec), protoV1(want)); err != nil {
+			return fmt.Errorf("strict jsonpb rejects what Decode accepted: %v", err)
+		}
+	}
+	if !proto.Equal(o.Spec, want) {
+		return fmt.Errorf("Decode built %v\nstrict jsonpb gives %v", o.Spec, want)
+	}
+	return nil
+}
