@@ -60,3 +60,14 @@ func BenchmarkDecode10kVirtualServices(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkLineOfEachObjectOnce(b *testing.B) {
+	objs, _, _ := Decode("many.yaml", manyVirtualServices(100), Options{})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o := objs[i%len(objs)]
+		if o.LineOf("spec.http[1].route[1].weight") <= o.Line {
+			b.Fatal("bad line")
+		}
+	}
+}

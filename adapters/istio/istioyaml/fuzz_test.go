@@ -12,7 +12,8 @@ var extraFuzzSeeds []string
 
 // FuzzDecode checks that Decode never panics (a recovered panic shows as an
 // "internal error" problem), that every problem is located, and that the
-// message Decode builds is the one strict jsonpb gives.
+// message Decode builds is the one strict jsonpb gives, and that documents
+// read as with sigs.k8s.io/yaml.YAMLToJSON.
 //
 //	go test ./adapters/istio/istioyaml -run '^$' -fuzz FuzzDecode -fuzztime 30s
 func FuzzDecode(f *testing.F) {
@@ -37,6 +38,11 @@ func FuzzDecode(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, c := range splitDocuments(data) {
+			if err := checkTreeAgainstYAMLToJSON(c.data); err != nil {
+				t.Fatalf("document at line %d: %v", c.firstLine, err)
+			}
+		}
 		objs, warnings, errs := Decode(filepath.Join("fuzz", "in.yaml"), data, Options{})
 		for _, p := range append(warnings, errs...) {
 			if strings.HasPrefix(p.Message, "internal error") {

@@ -17,7 +17,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
-	"sigs.k8s.io/yaml"
 )
 
 // Options configures Decode.
@@ -75,19 +74,13 @@ func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
 		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: c.startLine, Message: c.err})
 		return newDocNum
 	}
-	j, err := yaml.YAMLToJSON(c.data)
+	root, err := yamlToTree(c.data)
 	if err != nil {
 		newDocNum++
 		d.errs = append(d.errs, Problem{
 			File: d.file, Doc: newDocNum, Line: c.startLine,
 			Message: yamlErrorMessage(err, c.firstLine),
 		})
-		return newDocNum
-	}
-	var root any
-	if err := unmarshalUseNumber(j, &root); err != nil {
-		newDocNum++
-		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: c.startLine, Message: err.Error()})
 		return newDocNum
 	}
 	if root == nil {
@@ -479,7 +472,7 @@ func (c chunk) finish() chunk {
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
-// yamlErrorMessage turns a YAMLToJSON error into a message whose line
+// yamlErrorMessage turns a YAML parse error into a message whose line
 // numbers count from the start of the file, not of the document.
 func yamlErrorMessage(err error, firstLine int) string {
 	msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")

@@ -47,13 +47,18 @@ func corpusFiles(t testing.TB, dir string) []string {
 	return files
 }
 
-func decodeFile(t *testing.T, path string) ([]*Object, []Problem, []Problem) {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Decode(filepath.Base(path), data, Options{})
+	return data
+}
+
+func decodeFile(t *testing.T, path string) ([]*Object, []Problem, []Problem) {
+	t.Helper()
+	return Decode(filepath.Base(path), readFile(t, path), Options{})
 }
 
 func TestDecodeSamples(t *testing.T) {

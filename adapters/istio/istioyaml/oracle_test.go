@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -50,6 +51,30 @@ func checkAgainstJSONPB(o *Object) error {
 	}
 	if !proto.Equal(o.Spec, want) {
 		return fmt.Errorf("Decode built %v\nstrict jsonpb gives %v", o.Spec, want)
+	}
+	return nil
+}
+
+// checkTreeAgainstYAMLToJSON checks that yamlToTree reads a document as
+// sigs.k8s.io/yaml.YAMLToJSON and a json.Decoder with UseNumber do.
+func checkTreeAgainstYAMLToJSON(doc []byte) error {
+	got, gotErr := yamlToTree(doc)
+	j, wantErr := yaml.YAMLToJSON(doc)
+	if (gotErr != nil) != (wantErr != nil) {
+		return fmt.Errorf("yamlToTree error %v, YAMLToJSON error %v", gotErr, wantErr)
+	}
+	if wantErr != nil {
+		if gotErr.Error() != wantErr.Error() {
+			return fmt.Errorf("yamlToTree error %q, YAMLToJSON error %q", gotErr, wantErr)
+		}
+		return nil
+	}
+	var want any
+	if err := unmarshalUseNumber(j, &want); err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("yamlToTree gives %#v\nYAMLToJSON gives %#v", got, want)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package istioyaml
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 )
@@ -12,8 +13,8 @@ import (
 // snake_case keys too). For a path that is only partly present it gives the
 // line of the deepest part found; when nothing is found, o.Line.
 //
-// It parses the object's document again, so it is meant for messages, not
-// for hot paths.
+// It parses the object's document again (tens of microseconds; the last
+// document parsed is cached), so it is meant for messages, not hot paths.
 func (o *Object) LineOf(field string) (line int) {
 	if len(o.src) == 0 || field == "" {
 		return o.Line
@@ -23,7 +24,7 @@ func (o *Object) LineOf(field string) (line int) {
 			line = o.Line
 		}
 	}()
-	t := parseYAMLTree(o.src, o.srcFirstLine)
+	t := cachedYAMLTree(o.src, o.srcFirstLine)
 	if t == nil {
 		return o.Line
 	}
@@ -35,6 +36,27 @@ func (o *Object) LineOf(field string) (line int) {
 		return l
 	}
 	return o.Line
+}
+
+// lastTree caches the most recently parsed document: callers usually ask
+// for several fields of one object in a row, and parsing costs far more
+// than a lookup. The trees are read-only once built, so they can be shared.
+var lastTree struct {
+	sync.Mutex
+	src       *byte
+	size      int
+	firstLine int
+	tree      *yamlTree
+}
+
+func cachedYAMLTree(src []byte, firstLine int) *yamlTree {
+	lastTree.Lock()
+	defer lastTree.Unlock()
+	if lastTree.src != &src[0] || lastTree.size != len(src) || lastTree.firstLine != firstLine {
+		lastTree.src, lastTree.size, lastTree.firstLine = &src[0], len(src), firstLine
+		lastTree.tree = parseYAMLTree(src, firstLine)
+	}
+	return lastTree.tree
 }
 
 // yamlTree is a document parsed with node positions.
