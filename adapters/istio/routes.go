@@ -88,7 +88,7 @@ func (t *translator) warnUnreachable(vs *virtualService, path string, rest []*ne
 		if !t.appliesTo(vs, r, scope) {
 			continue
 		}
-		t.warn(vs.obj, fmt.Sprintf("spec.http[%d]", first+k), fmt.Sprintf("unreachable: %s matches every request, so this route and those after it are dropped (as Istio does)", path))
+		t.warn(vs.obj, fmt.Sprintf("spec.http[%d]", first+k), fmt.Sprintf("unreachable on port %d: %s matches every request there, so this route and those after it are dropped (as Istio does)", scope.port, path))
 		return
 	}
 }

@@ -127,8 +127,8 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 			// Istio has one route table per port, so it also matches a Host
 			// without port. The default listener serves every port: there
 			// the port-less names go to port 80 or, as a convenience, to
-			// the only port of a single-port service.
-			plain := l.port != 0 || port.Number == 80 || len(svc.Ports) == 1
+			// the only HTTP port of a service.
+			plain := l.port != 0 || port.Number == 80 || httpPorts(svc) == 1
 			vh := &istioroute.VirtualHost{
 				Name:    hostPort(svc.Hostname, port.Number),
 				Domains: serviceDomains(svc, port.Number, plain),
@@ -212,6 +212,17 @@ func (t *translator) meshVirtualServiceFor(meshVSs []*virtualService, hostname s
 		}
 	}
 	return winner
+}
+
+// httpPorts counts the ports of svc that the mesh listener serves.
+func httpPorts(svc *service) int {
+	n := 0
+	for _, p := range svc.Ports {
+		if isHTTPProtocol(p.Protocol) {
+			n++
+		}
+	}
+	return n
 }
 
 // coversService reports whether the wildcard host covers a service.
