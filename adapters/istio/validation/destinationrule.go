@@ -14,6 +14,7 @@ func (c *checker) destinationRule(dr *networking.DestinationRule) {
 	c.add("spec.host", validateWildcardDomain(dr.Host))
 	c.trafficPolicy("spec.trafficPolicy", dr.TrafficPolicy)
 
+	// Istio keeps only the errors of subset checks.
 	names := make(map[string]bool, len(dr.Subsets))
 	for i, s := range dr.Subsets {
 		sp := indexPath("spec.subsets", i)
@@ -27,7 +28,7 @@ func (c *checker) destinationRule(dr *networking.DestinationRule) {
 		names[s.Name] = true
 		c.add(sp+".name", validateSubsetName(s.Name))
 		c.labels(sp+".labels", s.Labels)
-		c.trafficPolicy(sp+".trafficPolicy", s.TrafficPolicy)
+		c.errorsOnly(func() { c.trafficPolicy(sp+".trafficPolicy", s.TrafficPolicy) })
 	}
 	c.exportTo("spec.exportTo", dr.ExportTo, false, dr.GetWorkloadSelector() != nil)
 	c.workloadSelector("spec.workloadSelector", dr.GetWorkloadSelector())
@@ -489,7 +490,8 @@ func parseConfigMapResourceName(name string) (string, error) {
 	return split[0], nil
 }
 
-// portTrafficPolicies ports validatePortTrafficPolicies.
+// portTrafficPolicies ports validatePortTrafficPolicies, which keeps only
+// the errors of the port-level checks.
 func (c *checker) portTrafficPolicies(p string, pls []*networking.TrafficPolicy_PortTrafficPolicy) {
 	for i, t := range pls {
 		tp := indexPath(p, i)
@@ -504,9 +506,11 @@ func (c *checker) portTrafficPolicies(p string, pls []*networking.TrafficPolicy_
 			c.err(tp, "port traffic policy must have at least one field")
 			continue
 		}
-		c.outlierDetection(tp+".outlierDetection", t.OutlierDetection)
-		c.connectionPool(tp+".connectionPool", t.ConnectionPool)
-		c.loadBalancer(tp+".loadBalancer", t.LoadBalancer, t.OutlierDetection)
-		c.clientTLS(tp+".tls", t.Tls)
+		c.errorsOnly(func() {
+			c.outlierDetection(tp+".outlierDetection", t.OutlierDetection)
+			c.connectionPool(tp+".connectionPool", t.ConnectionPool)
+			c.loadBalancer(tp+".loadBalancer", t.LoadBalancer, t.OutlierDetection)
+			c.clientTLS(tp+".tls", t.Tls)
+		})
 	}
 }

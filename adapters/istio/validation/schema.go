@@ -89,11 +89,13 @@ func (c *checker) trafficPolicySchema(p string, tp *networking.TrafficPolicy) {
 	}
 	c.loadBalancerSchema(p+".loadBalancer", tp.LoadBalancer)
 	c.outlierDetectionSchema(p+".outlierDetection", tp.OutlierDetection)
+	c.notInSchema(p+".tls.caCertCredentialName", tp.GetTls().GetCaCertCredentialName() != "")
 	c.maxItems(p+".portLevelSettings", len(tp.PortLevelSettings), 4096)
 	for i, pl := range tp.PortLevelSettings {
 		pp := indexPath(p+".portLevelSettings", i)
 		c.loadBalancerSchema(pp+".loadBalancer", pl.GetLoadBalancer())
 		c.outlierDetectionSchema(pp+".outlierDetection", pl.GetOutlierDetection())
+		c.notInSchema(pp+".tls.caCertCredentialName", pl.GetTls().GetCaCertCredentialName() != "")
 	}
 	if rb := tp.RetryBudget; rb != nil && rb.Percent != nil {
 		if v := rb.Percent.GetValue(); v < 0 {
@@ -104,10 +106,20 @@ func (c *checker) trafficPolicySchema(p string, tp *networking.TrafficPolicy) {
 	}
 }
 
+// notInSchema reports a field of istio.io/api v1.32 that the CRD schema of
+// the Istio release we follow does not declare yet; kube-apiserver rejects
+// it ("field not declared in schema").
+func (c *checker) notInSchema(p string, set bool) {
+	if set {
+		c.err(p, "field not declared in schema")
+	}
+}
+
 func (c *checker) loadBalancerSchema(p string, lb *networking.LoadBalancerSettings) {
 	if lb == nil {
 		return
 	}
+	c.notInSchema(p+".backendUtilization", lb.GetBackendUtilization() != nil)
 	c.celDuration(p+".warmupDurationSecs", lb.WarmupDurationSecs)
 	if za := lb.ZoneAwareLbSetting; za != nil && za.MinClusterSize != nil && za.MinClusterSize.GetValue() < 1 {
 		c.err(p+".zoneAwareLbSetting.minClusterSize", fmt.Sprintf("Invalid value: %d: should be greater than or equal to 1", za.MinClusterSize.GetValue()))
@@ -115,6 +127,7 @@ func (c *checker) loadBalancerSchema(p string, lb *networking.LoadBalancerSettin
 }
 
 func (c *checker) outlierDetectionSchema(p string, o *networking.OutlierDetection) {
+	c.notInSchema(p+".failurePercentageThreshold", o.GetFailurePercentageThreshold() != nil)
 	for i, code := range o.GetOutlierDetectionHttpErrorCodes() {
 		cp := indexPath(p+".outlierDetectionHttpErrorCodes", i)
 		if code < 100 {
@@ -135,6 +148,8 @@ func (c *checker) serverTLSSchema(p string, tls *networking.ServerTLSSettings) {
 	if tls == nil {
 		return
 	}
+	c.notInSchema(p+".alpnProtocols", len(tls.AlpnProtocols) > 0)
+	c.notInSchema(p+".ecdhCurves", len(tls.EcdhCurves) > 0)
 	c.maxItems(p+".credentialNames", len(tls.CredentialNames), 2)
 	c.maxItems(p+".tlsCertificates", len(tls.TlsCertificates), 2)
 }

@@ -71,6 +71,9 @@ type checker struct {
 	obj   *istioyaml.Object
 	errs  []istioyaml.Problem
 	warns []istioyaml.Problem
+	// muted > 0 drops warnings, where Istio joins a sub-check with
+	// appendErrors, which keeps only its errors.
+	muted int
 }
 
 // err records an error about field.
@@ -80,7 +83,16 @@ func (c *checker) err(field, msg string) {
 
 // warn records a warning about field.
 func (c *checker) warn(field, msg string) {
-	c.warns = append(c.warns, istioyaml.ProblemFor(c.obj, field, msg))
+	if c.muted == 0 {
+		c.warns = append(c.warns, istioyaml.ProblemFor(c.obj, field, msg))
+	}
+}
+
+// errorsOnly runs check with warnings dropped.
+func (c *checker) errorsOnly(check func()) {
+	c.muted++
+	check()
+	c.muted--
 }
 
 // add records e as an error about field when it is not nil; it mirrors

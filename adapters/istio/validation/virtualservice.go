@@ -368,7 +368,8 @@ func (c *checker) httpMatchRequests(p string, r *networking.HTTPRoute) {
 			c.add(mp+".port", validatePort(int(m.Port)))
 		}
 		c.labels(mp+".sourceLabels", m.SourceLabels)
-		c.gatewayNames(mp+".gateways", m.Gateways, false)
+		// Istio keeps only the errors here (no legacy-name warning).
+		c.errorsOnly(func() { c.gatewayNames(mp+".gateways", m.Gateways, false) })
 		if m.SourceNamespace != "" && !isDNS1123Label(m.SourceNamespace) {
 			c.err(mp+".sourceNamespace", fmt.Sprintf("sourceNamespace match %s is invalid", m.SourceNamespace))
 		}
@@ -534,7 +535,8 @@ func (c *checker) faultInjection(p string, fault *networking.HTTPFaultInjection)
 		case *networking.HTTPFaultInjection_Abort_HttpStatus:
 			c.add(ap+".httpStatus", validateHTTPStatus(abort.GetHttpStatus()))
 		default:
-			c.warn(ap, "abort configured, but error type not set")
+			// Istio warns "abort configured, but error type not set" here
+			// but joins the result with appendErrors, which drops warnings.
 		}
 	}
 	if delay := fault.Delay; delay != nil {
@@ -772,9 +774,7 @@ func (c *checker) httpRouteDestinations(p string, dests []*networking.HTTPRouteD
 			c.err(dp+".destination", "destination is required")
 		}
 		c.headerOperations(dp+".headers", d.Headers)
-		if !gatewaySemantics {
-			c.destination(dp+".destination", d.Destination)
-		}
+		c.routeDestination(dp+".destination", d.Destination, gatewaySemantics)
 		c.add(dp+".weight", validateWeight(d.Weight))
 		total += d.Weight
 	}
@@ -795,14 +795,22 @@ func (c *checker) routeDestinations(p string, dests []*networking.RouteDestinati
 		if d.Destination == nil {
 			c.err(dp+".destination", "destination is required")
 		}
-		if !gatewaySemantics {
-			c.destination(dp+".destination", d.Destination)
-		}
+		c.routeDestination(dp+".destination", d.Destination, gatewaySemantics)
 		c.add(dp+".weight", validateWeight(d.Weight))
 		total += d.Weight
 	}
 	if len(dests) > 1 && total == 0 {
 		c.err(p, "total destination weight = 0")
+	}
+}
+
+// routeDestination checks a route's destination; with Gateway API
+// semantics Istio skips it and only the CRD's required host remains.
+func (c *checker) routeDestination(p string, d *networking.Destination, gatewaySemantics bool) {
+	if !gatewaySemantics {
+		c.destination(p, d)
+	} else if d != nil && d.Host == "" {
+		c.err(p+".host", "Required value")
 	}
 }
 
@@ -891,7 +899,7 @@ func (c *checker) tcpRoute(p string, r *networking.TCPRoute, gatewaySemantics bo
 			c.add(mp+".port", validatePort(int(m.Port)))
 		}
 		c.labels(mp+".sourceLabels", m.SourceLabels)
-		c.gatewayNames(mp+".gateways", m.Gateways, false)
+		c.errorsOnly(func() { c.gatewayNames(mp+".gateways", m.Gateways, false) })
 	}
 	if len(r.Route) == 0 {
 		c.err(p+".route", "TCP route is required")
