@@ -13,6 +13,7 @@ type wantProblem struct {
 	doc     int
 	field   string
 	message string
+	line    int // 0: any line
 }
 
 func TestDecodeEdgeCases(t *testing.T) {
@@ -52,7 +53,7 @@ func TestDecodeEdgeCases(t *testing.T) {
 		{
 			name:  "malformed separator",
 			input: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n--- {a: 1}\nfoo: bar\n",
-			errs:  []wantProblem{{1, "", `line 4: invalid document separator "--- {a: 1}"`}},
+			errs:  []wantProblem{{1, "", `line 4: invalid document separator "--- {a: 1}"`, 4}},
 		},
 		{
 			name:  "default namespace option",
@@ -90,7 +91,7 @@ items:
 `,
 			objs:     2,
 			warnings: 1,
-			errs:     []wantProblem{{1, "items[2].spec.wieght", `unknown field "wieght" in istio.networking.v1alpha3.DestinationRule`}},
+			errs:     []wantProblem{{1, "items[2].spec.wieght", `unknown field "wieght" in istio.networking.v1alpha3.DestinationRule`, 16}},
 			check: func(t *testing.T, objs []*Object, warnings []Problem) {
 				if objs[0].Name != "a" || objs[0].Line != 4 || objs[1].Name != "c" || objs[1].Line != 17 {
 					t.Errorf("objects %s line %d, %s line %d", objs[0].Ref(), objs[0].Line, objs[1].Ref(), objs[1].Line)
@@ -106,7 +107,7 @@ items:
 		{
 			name:  "List with a bad item",
 			input: "apiVersion: v1\nkind: List\nitems: [42]\n",
-			errs:  []wantProblem{{1, "items[0]", "must be an object, got number 42"}},
+			errs:  []wantProblem{{1, "items[0]", "must be an object, got number 42", 0}},
 		},
 		{
 			name: "snake_case keys",
@@ -134,12 +135,12 @@ spec:
 		{
 			name:  "unknown field under a snake_case key uses the camelCase path",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: snake}\nspec:\n  http:\n  - mirror_percentage: {valeu: 50}\n",
-			errs:  []wantProblem{{1, "spec.http[0].mirrorPercentage.valeu", `unknown field "valeu" in istio.networking.v1alpha3.Percent`}},
+			errs:  []wantProblem{{1, "spec.http[0].mirrorPercentage.valeu", `unknown field "valeu" in istio.networking.v1alpha3.Percent`, 0}},
 		},
 		{
 			name:  "both proto and JSON name",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: twice}\nspec:\n  http:\n  - mirror_percentage: {value: 50}\n    mirrorPercentage: {value: 10}\n",
-			errs:  []wantProblem{{1, "spec.http[0].mirrorPercentage", "set twice"}},
+			errs:  []wantProblem{{1, "spec.http[0].mirrorPercentage", "set twice", 0}},
 		},
 		{
 			name:  "enum as a defined integer",
@@ -155,12 +156,12 @@ spec:
 		{
 			name:  "enum as an undefined integer",
 			input: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: lb}\nspec:\n  host: a\n  trafficPolicy: {loadBalancer: {simple: 99}}\n",
-			errs:  []wantProblem{{1, "spec.trafficPolicy.loadBalancer.simple", "99 is not a value of enum istio.networking.v1alpha3.LoadBalancerSettings.SimpleLB"}},
+			errs:  []wantProblem{{1, "spec.trafficPolicy.loadBalancer.simple", "99 is not a value of enum istio.networking.v1alpha3.LoadBalancerSettings.SimpleLB", 0}},
 		},
 		{
 			name:  "enum as a quoted integer",
 			input: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: lb}\nspec:\n  host: a\n  trafficPolicy: {loadBalancer: {simple: \"4\"}}\n",
-			errs:  []wantProblem{{1, "spec.trafficPolicy.loadBalancer.simple", `unknown value "4" for enum`}},
+			errs:  []wantProblem{{1, "spec.trafficPolicy.loadBalancer.simple", `unknown value "4" for enum`, 0}},
 		},
 		{
 			name: "integers as strings",
@@ -187,12 +188,12 @@ spec:
 		{
 			name:  "integer string that is not an integer",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  http:\n  - route:\n    - destination: {host: a}\n      weight: \"fifty\"\n",
-			errs:  []wantProblem{{1, "spec.http[0].route[0].weight", `must be an integer (int32), got string "fifty"`}},
+			errs:  []wantProblem{{1, "spec.http[0].route[0].weight", `must be an integer (int32), got string "fifty"`, 0}},
 		},
 		{
 			name:  "int32 out of range",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  http:\n  - route:\n    - destination: {host: a}\n      weight: 3000000000\n",
-			errs:  []wantProblem{{1, "spec.http[0].route[0].weight", "number 3000000000 is out of range for int32"}},
+			errs:  []wantProblem{{1, "spec.http[0].route[0].weight", "number 3000000000 is out of range for int32", 0}},
 		},
 		{
 			name: "nulls are unset",
@@ -237,57 +238,57 @@ spec: null
 		{
 			name:  "wrapper with a wrong type",
 			input: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: w}\nspec:\n  host: a\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: {value: 1}}\n",
-			errs:  []wantProblem{{1, "spec.trafficPolicy.outlierDetection.consecutive5xxErrors", "must be an integer (uint32), got object"}},
+			errs:  []wantProblem{{1, "spec.trafficPolicy.outlierDetection.consecutive5xxErrors", "must be an integer (uint32), got object", 0}},
 		},
 		{
 			name:  "boolean written as true in a string field",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: b}\nspec:\n  hosts: [true]\n",
-			errs:  []wantProblem{{1, "spec.hosts[0]", "must be a string, got boolean (quote it to make it a string)"}},
+			errs:  []wantProblem{{1, "spec.hosts[0]", "must be a string, got boolean (quote it to make it a string)", 0}},
 		},
 		{
 			name:  "first problem in document order, not in JSON key order",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: order}\nspec:\n  http:\n  - timeout: 5sec\n    corsPolicy: {bogus: 1}\n",
-			errs:  []wantProblem{{1, "spec.http[0].timeout", "bad Duration"}},
+			errs:  []wantProblem{{1, "spec.http[0].timeout", "bad Duration", 6}},
 		},
 		{
 			name:  "oneof conflict in block style",
 			input: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: oneof}\nspec:\n  http:\n  - match:\n    - uri:\n        prefix: /b\n        regex: /c.*\n",
-			errs:  []wantProblem{{1, "spec.http[0].match[0].uri", "only one of exact, prefix, regex may be set"}},
+			errs:  []wantProblem{{1, "spec.http[0].match[0].uri", "only one of exact, prefix, regex may be set", 0}},
 		},
 		{
 			name:  "unsupported apiVersion of an Istio kind",
 			input: "apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata: {name: v2}\nspec: {hosts: [a]}\n",
-			errs:  []wantProblem{{1, "apiVersion", "apiVersion networking.istio.io/v2 is not supported for kind VirtualService"}},
+			errs:  []wantProblem{{1, "apiVersion", "apiVersion networking.istio.io/v2 is not supported for kind VirtualService", 0}},
 		},
 		{
 			name:  "missing apiVersion",
 			input: "kind: Gateway\nmetadata: {name: g}\n",
-			errs:  []wantProblem{{1, "apiVersion", "apiVersion is required"}},
+			errs:  []wantProblem{{1, "apiVersion", "apiVersion is required", 0}},
 		},
 		{
 			name:  "missing kind",
 			input: "apiVersion: v1\nmetadata: {name: g}\n",
-			errs:  []wantProblem{{1, "kind", "kind is required"}},
+			errs:  []wantProblem{{1, "kind", "kind is required", 0}},
 		},
 		{
 			name:  "missing name",
 			input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {namespace: a}\n",
-			errs:  []wantProblem{{1, "metadata.name", "metadata.name is required"}},
+			errs:  []wantProblem{{1, "metadata.name", "metadata.name is required", 0}},
 		},
 		{
 			name:  "missing metadata",
 			input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nspec: {}\n",
-			errs:  []wantProblem{{1, "metadata.name", "metadata.name is required"}},
+			errs:  []wantProblem{{1, "metadata.name", "metadata.name is required", 0}},
 		},
 		{
 			name:  "unknown top-level field",
 			input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspce: {}\n",
-			errs:  []wantProblem{{1, "spce", `unknown field "spce" in Gateway`}},
+			errs:  []wantProblem{{1, "spce", `unknown field "spce" in Gateway`, 0}},
 		},
 		{
 			name:  "unknown metadata field",
 			input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g, nmespace: x}\n",
-			errs:  []wantProblem{{1, "metadata.nmespace", `unknown field "nmespace" in ObjectMeta`}},
+			errs:  []wantProblem{{1, "metadata.nmespace", `unknown field "nmespace" in ObjectMeta`, 0}},
 		},
 		{
 			name:  "exported metadata fields are accepted",
@@ -302,23 +303,23 @@ spec: null
 		{
 			name:  "label that YAML reads as a number",
 			input: "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  labels: {version: 1.10}\n",
-			errs:  []wantProblem{{1, "metadata.labels.version", "must be a string, got number 1.1 (quote it)"}},
+			errs:  []wantProblem{{1, "metadata.labels.version", "must be a string, got number 1.1 (quote it)", 0}},
 		},
 		{
 			name:  "spec that is not an object",
 			input: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: [a]\n",
-			errs:  []wantProblem{{1, "spec", "must be an object, got array"}},
+			errs:  []wantProblem{{1, "spec", "must be an object, got array", 0}},
 		},
 		{
 			name:  "document that is not a mapping",
 			input: "- a\n- b\n",
-			errs:  []wantProblem{{1, "", "document must be a YAML mapping"}},
+			errs:  []wantProblem{{1, "", "document must be a YAML mapping", 0}},
 		},
 		{
 			name:  "YAML syntax error keeps going and counts from the file start",
 			input: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\n\tlabels: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: c}\n",
 			objs:  2,
-			errs:  []wantProblem{{2, "", "yaml: line 9: found a tab character"}},
+			errs:  []wantProblem{{2, "", "yaml: line 9: found a tab character", 9}},
 		},
 		{
 			name: "skipped kinds are warnings",
@@ -380,12 +381,12 @@ spec:
 		{
 			name:  "Kubernetes Service with a bad port",
 			input: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - {name: http, port: http}\n",
-			errs:  []wantProblem{{1, "spec.ports[0].port", `must be an integer (int32), got string "http"`}},
+			errs:  []wantProblem{{1, "spec.ports[0].port", `must be an integer (int32), got string "http"`, 0}},
 		},
 		{
 			name:  "Kubernetes Service without port",
 			input: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - {name: http, targetPort: 8080}\n",
-			errs:  []wantProblem{{1, "spec.ports[0].port", "port is required"}},
+			errs:  []wantProblem{{1, "spec.ports[0].port", "port is required", 0}},
 		},
 		{
 			name: "one error per document, others still decode",
@@ -402,7 +403,7 @@ metadata: {name: good}
 spec: {hosts: [reviews]}
 `,
 			objs: 1,
-			errs: []wantProblem{{1, "spec.hosts", "must be an array"}},
+			errs: []wantProblem{{1, "spec.hosts", "must be an array", 0}},
 		},
 	}
 	for _, tt := range tests {
@@ -423,8 +424,8 @@ spec: {hosts: [reviews]}
 					t.Errorf("error %d = %s (doc %d, field %q)\nwant doc %d, field %q, message containing %q",
 						i, got.Error(), got.Doc, got.Field, want.doc, want.field, want.message)
 				}
-				if got.File != "f.yaml" || got.Line == 0 {
-					t.Errorf("error %d location: file %q line %d", i, got.File, got.Line)
+				if got.File != "f.yaml" || got.Line == 0 || (want.line != 0 && got.Line != want.line) {
+					t.Errorf("error %d location: file %q line %d, want line %d", i, got.File, got.Line, want.line)
 				}
 			}
 			for _, o := range objs {
@@ -502,5 +503,33 @@ spec:
 	manual := &Object{Line: 7}
 	if got := manual.LineOf("spec.hosts"); got != 7 {
 		t.Errorf("LineOf without source = %d, want 7", got)
+	}
+}
+
+// LineOf may be called from several goroutines (its cache is shared).
+func TestLineOfConcurrent(t *testing.T) {
+	objs, _, errs := Decode("sink.yaml", []byte(kitchenSink), Options{})
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	want := make([]int, len(objs))
+	for i, o := range objs {
+		want[i] = o.LineOf("spec")
+	}
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for n := 0; n < 50; n++ {
+				i := (n + g) % len(objs)
+				if got := objs[i].LineOf("spec"); got != want[i] {
+					t.Errorf("LineOf(spec) of %s = %d, want %d", objs[i].Ref(), got, want[i])
+					return
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
 	}
 }

@@ -71,16 +71,17 @@ func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
 
 	if c.err != "" {
 		newDocNum++
-		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: c.startLine, Message: c.err})
+		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: c.errLine, Message: c.err})
 		return newDocNum
 	}
 	root, err := yamlToTree(c.data)
 	if err != nil {
 		newDocNum++
-		d.errs = append(d.errs, Problem{
-			File: d.file, Doc: newDocNum, Line: c.startLine,
-			Message: yamlErrorMessage(err, c.firstLine),
-		})
+		message, line := yamlErrorMessage(err, c.firstLine)
+		if line == 0 {
+			line = c.startLine
+		}
+		d.errs = append(d.errs, Problem{File: d.file, Doc: newDocNum, Line: line, Message: message})
 		return newDocNum
 	}
 	if root == nil {
@@ -177,8 +178,12 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any)
 			}
 		}
 	}
-	fail := func(field, message string) {
-		d.errs = append(d.errs, doc.problem(obj, prefix+field, message))
+	fail := func(field, message string, line int) {
+		p := doc.problem(obj, prefix+field, message)
+		if line > 0 {
+			p.Line = line
+		}
+		d.errs = append(d.errs, p)
 	}
 
 	// apiVersion and kind first: they decide how strict the rest is.
@@ -186,11 +191,11 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any)
 	obj.APIVersion, issues = envelopeString(top, "apiVersion", issues)
 	obj.Kind, issues = envelopeString(top, "kind", issues)
 	if len(issues) > 0 {
-		fail(issues[0].field, issues[0].message)
+		fail(issues[0].field, issues[0].message, 0)
 		return
 	}
 	if obj.Kind == "" {
-		fail("kind", "kind is required")
+		fail("kind", "kind is required", 0)
 		return
 	}
 
@@ -245,14 +250,14 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any)
 
 	if len(w.issues) > 0 {
 		first := firstIssue(doc, prefix, w.issues)
-		fail(first.field, first.message)
+		fail(first.field, first.message, first.line)
 		return
 	}
 
 	if isIstio {
 		if spec != nil {
 			if err := buildMessage(msg.ProtoReflect(), spec); err != nil {
-				fail("spec", err.Error())
+				fail("spec", err.Error(), 0)
 				return
 			}
 		}
@@ -382,25 +387,27 @@ func envelopeString(top map[string]any, key string, issues []issue) (string, []i
 // firstIssue picks the issue that comes first in the document: the one at
 // the smallest line and column, then the first found.
 func firstIssue(doc *document, prefix string, issues []issue) issue {
-	if len(issues) > 1 {
-		if t := doc.yamlPositions(); t != nil {
-			for i := range issues {
-				issues[i].line, issues[i].col = t.position(prefix + issues[i].field)
-			}
-			sort.SliceStable(issues, func(a, b int) bool {
-				x, y := issues[a], issues[b]
-				if x.line != y.line {
-					return x.line < y.line
-				}
-				return x.col < y.col
-			})
+	t := doc.yamlPositions()
+	if t != nil {
+		for i := range issues {
+			issues[i].line, issues[i].col = t.position(prefix + issues[i].field)
 		}
 	}
-	first := issues[0]
-	if first.refine != nil {
-		if t := doc.yamlPositions(); t != nil {
-			first.message = first.refine(t.scalar(prefix + first.field))
+	sort.Slice(issues, func(a, b int) bool {
+		x, y := issues[a], issues[b]
+		switch {
+		case x.line != y.line:
+			return x.line < y.line
+		case x.col != y.col:
+			return x.col < y.col
+		case x.field != y.field:
+			return x.field < y.field
 		}
+		return x.message < y.message
+	})
+	first := issues[0]
+	if first.refine != nil && t != nil {
+		first.message = first.refine(t.scalar(prefix + first.field))
 	}
 	return first
 }
@@ -414,6 +421,7 @@ type chunk struct {
 	startLine    int    // first line that is not blank or a comment
 	nonBlankLine int    // first non-blank line
 	err          string // a malformed separator line
+	errLine      int
 }
 
 // splitDocuments splits data on separator lines the way k8s.io/apimachinery's
@@ -445,6 +453,7 @@ func splitDocuments(data []byte) []chunk {
 				continue
 			}
 			if cur.err == "" {
+				cur.errLine = line
 				cur.err = fmt.Sprintf("line %d: invalid document separator %q: only whitespace or a comment may follow ---", line, strings.TrimRight(string(text), "\r\n"))
 			}
 		}
@@ -473,16 +482,21 @@ func (c chunk) finish() chunk {
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
 // yamlErrorMessage turns a YAML parse error into a message whose line
-// numbers count from the start of the file, not of the document.
-func yamlErrorMessage(err error, firstLine int) string {
-	msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
-	return yamlLineRE.ReplaceAllStringFunc(msg, func(m string) string {
+// numbers count from the start of the file, not of the document, and
+// returns the first such line (0 if none).
+func yamlErrorMessage(err error, firstLine int) (message string, line int) {
+	message = yamlLineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
 		n, convErr := strconv.Atoi(m[len("line "):])
 		if convErr != nil {
 			return m
 		}
-		return "line " + strconv.Itoa(n+firstLine-1)
+		n += firstLine - 1
+		if line == 0 {
+			line = n
+		}
+		return "line " + strconv.Itoa(n)
 	})
+	return message, line
 }
 
 func unmarshalUseNumber(raw []byte, v any) error {

@@ -290,6 +290,9 @@ func TestDecodeInvalid(t *testing.T) {
 			t.Errorf("%s: message %q, want prefix %q", name, e.Message, wantMessage[name])
 		}
 	}
+	if errs[0].Line != 11 {
+		t.Errorf("error line = %d, want 11 (the wieght line)", errs[0].Line)
+	}
 	want := `decode-invalid.yaml: document 1 (VirtualService default/typo): spec.http[0].route[0].wieght: unknown field "wieght" in istio.networking.v1alpha3.HTTPRouteDestination`
 	if got := errs[0].Error(); got != want {
 		t.Errorf("Error() = %s\nwant      %s", got, want)

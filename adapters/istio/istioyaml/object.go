@@ -73,7 +73,7 @@ type KubeServicePort struct {
 type Problem struct {
 	File      string
 	Doc       int // 1-based; 0 when the problem is about the whole file
-	Line      int // 1-based line of the document start; 0 if unknown
+	Line      int // 1-based line of the problem: its field's line when known, else the document start; 0 if unknown
 	Kind      string
 	Namespace string
 	Name      string
