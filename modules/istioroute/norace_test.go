@@ -1,0 +1,5 @@
+//go:build !race
+
+package istioroute
+
+const raceEnabled = false
