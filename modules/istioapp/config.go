@@ -22,8 +22,14 @@ type Service struct {
 	// Resolution is how endpoints are found: NONE (forward to the address the
 	// client asked for), STATIC (endpoint addresses are IPs), DNS (endpoint
 	// addresses, or the hostname itself when there are no endpoints, are
-	// resolved at connect time), DNS_ROUND_ROBIN or DYNAMIC_DNS.
+	// resolved at connect time), DNS_ROUND_ROBIN (as DNS) or DYNAMIC_DNS
+	// (the host the client asked for, resolved at connect time).
 	// Kubernetes Services are STATIC. Default: NONE.
+	//
+	// At runtime a service with endpoints always dials them (whatever the
+	// resolution); without endpoints, NONE and DYNAMIC_DNS dial the request's
+	// host (port stripped) on the target port, DNS and DNS_ROUND_ROBIN dial
+	// hostname:target port, and STATIC has nothing to dial (503).
 	Resolution string `json:"resolution,omitempty"`
 
 	// Location is MESH_EXTERNAL or MESH_INTERNAL. Default: MESH_EXTERNAL.
