@@ -71,3 +71,35 @@ func BenchmarkLineOfEachObjectOnce(b *testing.B) {
 		}
 	}
 }
+
+// manyVirtualServicesList is the same as one `kind: List` document, as
+// `kubectl get virtualservices -A -o yaml` prints it.
+func manyVirtualServicesList(n int) []byte {
+	docs := strings.Split(strings.TrimSuffix(string(manyVirtualServices(n)), "---\n"), "---\n")
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for _, doc := range docs {
+		for i, line := range strings.Split(strings.TrimSuffix(doc, "\n"), "\n") {
+			if i == 0 {
+				b.WriteString("- ")
+			} else {
+				b.WriteString("  ")
+			}
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return []byte(b.String())
+}
+
+func BenchmarkDecode10kVirtualServicesList(b *testing.B) {
+	data := manyVirtualServicesList(10000)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		objs, _, errs := Decode("list.yaml", data, Options{})
+		if len(objs) != 10000 || len(errs) != 0 {
+			b.Fatalf("objs %d errs %v", len(objs), errs)
+		}
+	}
+}

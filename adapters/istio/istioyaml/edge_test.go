@@ -105,6 +105,79 @@ items:
 			},
 		},
 		{
+			name: "List in flow style",
+			input: `apiVersion: v1
+kind: List
+items: [
+  {apiVersion: networking.istio.io/v1, kind: Gateway, metadata: {name: a}},
+  {apiVersion: networking.istio.io/v1, kind: Gateway, metadata: {name: b},
+   spec: {servers: [{port: {number: 80, protocol: HTTP, name: http}, hosts: ["*"]}]}}]
+`,
+			objs: 2,
+			check: func(t *testing.T, objs []*Object, _ []Problem) {
+				if objs[0].Line != 4 || objs[1].Line != 5 {
+					t.Errorf("lines %d, %d; want 4, 5", objs[0].Line, objs[1].Line)
+				}
+				if got := objs[1].LineOf("spec.servers[0].port.number"); got != 6 {
+					t.Errorf("LineOf = %d, want 6", got)
+				}
+			},
+		},
+		{
+			name: "List indented, with comments, followed by metadata",
+			input: `# exported
+apiVersion: v1
+kind: List
+items:
+  # first
+  - apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata: {name: a}
+    spec:
+      selector:
+        app: x
+  # second
+  - apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata:
+      name: b
+    spec:
+      servers:
+      - port: {number: 80, protocol: HTTP, name: http}
+        hosts: ["*"]
+        bogus: 1
+metadata:
+  resourceVersion: ""
+`,
+			objs: 1,
+			errs: []wantProblem{{1, "items[1].spec.servers[0].bogus", `unknown field "bogus" in istio.networking.v1alpha3.Server`, 21}},
+			check: func(t *testing.T, objs []*Object, _ []Problem) {
+				if objs[0].Line != 6 || objs[0].LineOf("spec.selector.app") != 11 {
+					t.Errorf("line %d, LineOf(spec.selector.app) %d; want 6, 11", objs[0].Line, objs[0].LineOf("spec.selector.app"))
+				}
+			},
+		},
+		{
+			name: "List inside a List",
+			input: `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: List
+  items:
+  - apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata: {name: inner}
+    spec: {selector: {app: x}}
+`,
+			objs: 1,
+			check: func(t *testing.T, objs []*Object, _ []Problem) {
+				if objs[0].Line != 7 || objs[0].LineOf("spec.selector.app") != 10 {
+					t.Errorf("line %d, LineOf %d; want 7, 10", objs[0].Line, objs[0].LineOf("spec.selector.app"))
+				}
+			},
+		},
+		{
 			name:  "List with a bad item",
 			input: "apiVersion: v1\nkind: List\nitems: [42]\n",
 			errs:  []wantProblem{{1, "items[0]", "must be an object, got number 42", 0}},
@@ -426,6 +499,11 @@ spec: {hosts: [reviews]}
 				}
 				if got.File != "f.yaml" || got.Line == 0 || (want.line != 0 && got.Line != want.line) {
 					t.Errorf("error %d location: file %q line %d, want line %d", i, got.File, got.Line, want.line)
+				}
+			}
+			for _, c := range splitDocuments([]byte(tt.input)) {
+				if err := checkListCut(c); err != nil {
+					t.Error(err)
 				}
 			}
 			for _, o := range objs {

@@ -12,8 +12,9 @@ var extraFuzzSeeds []string
 
 // FuzzDecode checks that Decode never panics (a recovered panic shows as an
 // "internal error" problem), that every problem is located, and that the
-// message Decode builds is the one strict jsonpb gives, and that documents
-// read as with sigs.k8s.io/yaml.YAMLToJSON.
+// message Decode builds is the one strict jsonpb gives, that documents
+// read as with sigs.k8s.io/yaml.YAMLToJSON, and that List items are cut out
+// right.
 //
 //	go test ./adapters/istio/istioyaml -run '^$' -fuzz FuzzDecode -fuzztime 30s
 func FuzzDecode(f *testing.F) {
@@ -30,6 +31,7 @@ func FuzzDecode(f *testing.F) {
 		"",
 		"---\n---\n",
 		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n",
+		"apiVersion: v1\nkind: List\nitems:\n  # c\n  - a: |\n      - x\n    b: \"q\n      - y\"\n  - ~\nmetadata: {}\n",
 		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec: {http: [{match: [{uri: {exact: /a, prefix: /b}}]}]}\n",
 		"a: &x [*x]\n",
 		"--- {a: 1}\n",
@@ -41,6 +43,9 @@ func FuzzDecode(f *testing.F) {
 		for _, c := range splitDocuments(data) {
 			if err := checkTreeAgainstYAMLToJSON(c.data); err != nil {
 				t.Fatalf("document at line %d: %v", c.firstLine, err)
+			}
+			if err := checkListCut(c); err != nil {
+				t.Fatalf("List document at line %d: %v", c.firstLine, err)
 			}
 		}
 		objs, warnings, errs := Decode(filepath.Join("fuzz", "in.yaml"), data, Options{})

@@ -94,7 +94,7 @@ func (d *decoder) decodeChunk(c chunk, docNum int) (newDocNum int) {
 		d.errs = append(d.errs, doc.problem(nil, "", "document must be a YAML mapping (an object with apiVersion and kind), got "+describe(root)))
 		return newDocNum
 	}
-	d.decodeObject(doc, "", top)
+	d.decodeObject(doc, "", source{data: c.data, firstLine: c.firstLine, line: c.startLine}, top)
 	return newDocNum
 }
 
@@ -103,9 +103,14 @@ type document struct {
 	chunk
 	file string
 	num  int
+}
 
-	tree       *yamlTree // parsed lazily for positions
-	treeParsed bool
+// source is the YAML text of one object, for positions.
+type source struct {
+	data      []byte
+	firstLine int    // file line of data's first byte
+	prefix    string // path of the object within data
+	line      int    // file line where the object starts
 }
 
 // problem builds a Problem located in this document; obj may be nil.
@@ -119,16 +124,6 @@ func (doc *document) problem(obj *Object, field, message string) Problem {
 		p.Line = doc.startLine
 	}
 	return p
-}
-
-// yamlPositions returns the document parsed for node positions, or nil if
-// it cannot be parsed.
-func (doc *document) yamlPositions() *yamlTree {
-	if !doc.treeParsed {
-		doc.treeParsed = true
-		doc.tree = parseYAMLTree(doc.data, doc.firstLine)
-	}
-	return doc.tree
 }
 
 // newSpecs maps the Istio kinds caddy-istio uses to a constructor of their
@@ -166,17 +161,11 @@ var objectMetaFields = map[string]bool{
 
 // decodeObject decodes one Kubernetes object (a document, or an item of a
 // List document, in which case prefix is "items[i].").
-func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any) {
+// src is the object's YAML text, for positions.
+func (d *decoder) decodeObject(doc *document, prefix string, src source, top map[string]any) {
 	obj := &Object{
-		File: d.file, Doc: doc.num, Line: doc.startLine,
-		src: doc.data, srcFirstLine: doc.firstLine, pathPrefix: prefix,
-	}
-	if prefix != "" {
-		if t := doc.yamlPositions(); t != nil {
-			if line, _ := t.position(strings.TrimSuffix(prefix, ".")); line > 0 {
-				obj.Line = line
-			}
-		}
+		File: d.file, Doc: doc.num, Line: src.line,
+		src: src.data, srcFirstLine: src.firstLine, srcPrefix: src.prefix,
 	}
 	fail := func(field, message string, line int) {
 		p := doc.problem(obj, prefix+field, message)
@@ -202,7 +191,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any)
 	_, isIstio := newSpecs[obj.Kind]
 	isService := obj.Kind == "Service" && obj.APIVersion == "v1"
 	if obj.Kind == "List" {
-		d.decodeList(doc, obj, prefix, top)
+		d.decodeList(doc, obj, prefix, src, top)
 		return
 	}
 	if !isIstio && !isService {
@@ -249,7 +238,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any)
 	}
 
 	if len(w.issues) > 0 {
-		first := firstIssue(doc, prefix, w.issues)
+		first := firstIssue(obj, w.issues)
 		fail(first.field, first.message, first.line)
 		return
 	}
@@ -268,7 +257,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, top map[string]any)
 
 // decodeList decodes the items of a `kind: List` document, each as an
 // object whose problems' fields start with items[i].
-func (d *decoder) decodeList(doc *document, obj *Object, prefix string, top map[string]any) {
+func (d *decoder) decodeList(doc *document, obj *Object, prefix string, src source, top map[string]any) {
 	if top["items"] == nil {
 		return
 	}
@@ -277,18 +266,106 @@ func (d *decoder) decodeList(doc *document, obj *Object, prefix string, top map[
 		d.errs = append(d.errs, doc.problem(obj, prefix+"items", "must be an array, got "+describe(top["items"])))
 		return
 	}
+	// Each item gets its own lines when they can be cut out (kubectl's block
+	// style), so that positions need not parse the whole list again.
+	spans := blockListItems(src, len(items))
+	var tree *yamlTree
+	if spans == nil {
+		tree = parseYAMLTree(src.data, src.firstLine)
+	}
 	for i, item := range items {
 		itemPrefix := prefix + "items[" + strconv.Itoa(i) + "]."
+		itemSrc := source{data: src.data, firstLine: src.firstLine, prefix: src.prefix + "items[" + strconv.Itoa(i) + "].", line: src.line}
+		if spans != nil {
+			itemSrc = spans[i]
+		} else if tree != nil {
+			if line, _ := tree.position(strings.TrimSuffix(itemSrc.prefix, ".")); line > 0 {
+				itemSrc.line = line
+			}
+		}
 		if item == nil {
 			continue
 		}
 		itemTop, ok := item.(map[string]any)
 		if !ok {
-			d.errs = append(d.errs, doc.problem(obj, strings.TrimSuffix(itemPrefix, "."), "must be an object, got "+describe(item)))
+			p := doc.problem(obj, strings.TrimSuffix(itemPrefix, "."), "must be an object, got "+describe(item))
+			p.Line = itemSrc.line
+			d.errs = append(d.errs, p)
 			continue
 		}
-		d.decodeObject(doc, itemPrefix, itemTop)
+		d.decodeObject(doc, itemPrefix, itemSrc, itemTop)
 	}
+}
+
+// blockListItems cuts the items of a List in block style out of its text:
+// a top-level "items:" line followed by "- " lines at one indentation, as
+// kubectl prints. It returns nil when the text does not have that shape or
+// the count differs from the items decoded (flow style, odd layouts).
+func blockListItems(src source, count int) []source {
+	if src.prefix != "" || count == 0 {
+		return nil
+	}
+	data := src.data
+	spans := make([]source, 0, count)
+	inItems := false
+	indent := -1
+	end := -1 // end of the sequence, if something follows it
+	line := src.firstLine
+	for pos := 0; pos < len(data) && end < 0; line++ {
+		next := len(data)
+		if i := bytes.IndexByte(data[pos:], '\n'); i >= 0 {
+			next = pos + i + 1
+		}
+		text := data[pos:next]
+		trimmed := bytes.TrimLeft(text, " ")
+		col := len(text) - len(trimmed)
+		body := bytes.TrimRight(trimmed, " \t\r\n")
+		switch {
+		case len(body) == 0 || body[0] == '#':
+			// blank or comment
+		case !inItems:
+			if col == 0 && isItemsKey(body) {
+				inItems = true
+			}
+		case indent < 0 && isSequenceEntry(body):
+			indent = col
+			spans = append(spans, source{data: data[pos:], firstLine: line, prefix: "[0].", line: line})
+		case indent >= 0 && col == indent && isSequenceEntry(body):
+			spans = append(spans, source{data: data[pos:], firstLine: line, prefix: "[0].", line: line})
+		case col < indent || (col == indent && indent >= 0) || indent < 0:
+			end = pos // the sequence is over
+		}
+		pos = next
+	}
+	if len(spans) != count {
+		return nil
+	}
+	// Each item runs to the next one, the last to the end of the sequence.
+	for i := range spans {
+		stop := len(spans[i].data)
+		if i+1 < len(spans) {
+			stop = len(spans[i].data) - len(spans[i+1].data)
+		} else if end >= 0 {
+			stop = len(spans[i].data) - (len(data) - end)
+		}
+		spans[i].data = spans[i].data[:stop]
+	}
+	return spans
+}
+
+// isItemsKey reports whether a line is the key "items:" with a block value.
+func isItemsKey(body []byte) bool {
+	rest, ok := bytes.CutPrefix(body, []byte("items:"))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimLeft(rest, " \t")
+	return len(rest) == 0 || rest[0] == '#'
+}
+
+// isSequenceEntry reports whether a line starts a block sequence entry.
+func isSequenceEntry(body []byte) bool {
+	return body[0] == '-' && (len(body) == 1 || body[1] == ' ' || body[1] == '\t')
 }
 
 // decodeMetadata fills obj's name, namespace, labels and annotations.
@@ -386,11 +463,11 @@ func envelopeString(top map[string]any, key string, issues []issue) (string, []i
 
 // firstIssue picks the issue that comes first in the document: the one at
 // the smallest line and column, then the first found.
-func firstIssue(doc *document, prefix string, issues []issue) issue {
-	t := doc.yamlPositions()
+func firstIssue(obj *Object, issues []issue) issue {
+	t := cachedYAMLTree(obj.src, obj.srcFirstLine)
 	if t != nil {
 		for i := range issues {
-			issues[i].line, issues[i].col = t.position(prefix + issues[i].field)
+			issues[i].line, issues[i].col = t.position(obj.srcPrefix + issues[i].field)
 		}
 	}
 	sort.Slice(issues, func(a, b int) bool {
@@ -407,7 +484,7 @@ func firstIssue(doc *document, prefix string, issues []issue) issue {
 	})
 	first := issues[0]
 	if first.refine != nil && t != nil {
-		first.message = first.refine(t.scalar(prefix + first.field))
+		first.message = first.refine(t.scalar(obj.srcPrefix + first.field))
 	}
 	return first
 }

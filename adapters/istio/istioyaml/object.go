@@ -32,10 +32,11 @@ type Object struct {
 	// apiVersion v1). Nil for Istio kinds.
 	Service *KubeService
 
-	// The object's document, for LineOf.
-	src          []byte // the raw document
+	// The object's YAML source, for LineOf: its document, or for an item of
+	// a List document, the item's own lines when they can be cut out.
+	src          []byte
 	srcFirstLine int    // file line of src's first byte
-	pathPrefix   string // "items[i]." for an item of a List document
+	srcPrefix    string // path of the object within src: "", "[0]." (a cut-out item) or "items[i]."
 }
 
 // Ref names the object for messages: "VirtualService default/reviews".

@@ -24,24 +24,31 @@ func checkAgainstJSONPB(o *Object) error {
 	if err != nil {
 		return fmt.Errorf("YAMLToJSON: %v", err)
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(j, &top); err != nil {
-		return err
-	}
-	// Walk down to a List item: items[i].items[j]...
-	for prefix := o.pathPrefix; prefix != ""; {
-		idx := strings.TrimPrefix(prefix, "items[")
-		end := strings.Index(idx, "].")
-		i, _ := strconv.Atoi(idx[:end])
-		prefix = idx[end+2:]
+	// Walk down to the object: "[0]." for an item cut out of a List,
+	// "items[i]." for an item of a flow-style List.
+	raw := json.RawMessage(j)
+	for _, seg := range strings.Split(strings.TrimSuffix(o.srcPrefix, "."), ".") {
+		if seg == "" {
+			continue
+		}
+		name, index, _ := strings.Cut(strings.TrimSuffix(seg, "]"), "[")
+		if name != "" {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return err
+			}
+			raw = m[name]
+		}
+		i, _ := strconv.Atoi(index)
 		var items []json.RawMessage
-		if err := json.Unmarshal(top["items"], &items); err != nil {
+		if err := json.Unmarshal(raw, &items); err != nil {
 			return err
 		}
-		top = nil
-		if err := json.Unmarshal(items[i], &top); err != nil {
-			return err
-		}
+		raw = items[i]
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return err
 	}
 	want := o.Spec.ProtoReflect().New().Interface()
 	if spec := top["spec"]; len(spec) > 0 {
@@ -75,6 +82,39 @@ func checkTreeAgainstYAMLToJSON(doc []byte) error {
 	}
 	if !reflect.DeepEqual(got, want) {
 		return fmt.Errorf("yamlToTree gives %#v\nYAMLToJSON gives %#v", got, want)
+	}
+	return nil
+}
+
+// checkListCut checks that the items blockListItems cuts out of a List
+// document read as the document's items and start where the full parse
+// says they do.
+func checkListCut(c chunk) error {
+	root, err := yamlToTree(c.data)
+	if err != nil {
+		return nil
+	}
+	top, _ := root.(map[string]any)
+	items, _ := top["items"].([]any)
+	spans := blockListItems(source{data: c.data, firstLine: c.firstLine, line: c.startLine}, len(items))
+	if spans == nil {
+		return nil
+	}
+	tree := parseYAMLTree(c.data, c.firstLine)
+	for i, span := range spans {
+		cut, err := yamlToTree(span.data)
+		if err != nil {
+			return fmt.Errorf("item %d cut at line %d does not parse: %v", i, span.line, err)
+		}
+		list, _ := cut.([]any)
+		if len(list) != 1 || !reflect.DeepEqual(list[0], items[i]) {
+			return fmt.Errorf("item %d cut at line %d reads %#v, want %#v", i, span.line, cut, items[i])
+		}
+		if tree != nil {
+			if line, _ := tree.position("items[" + strconv.Itoa(i) + "]"); line != span.line {
+				return fmt.Errorf("item %d cut at line %d, starts at line %d", i, span.line, line)
+			}
+		}
 	}
 	return nil
 }

@@ -29,8 +29,8 @@ func (o *Object) LineOf(field string) (line int) {
 		return o.Line
 	}
 	path := field
-	if o.pathPrefix != "" && !strings.HasPrefix(field, o.pathPrefix) {
-		path = o.pathPrefix + field
+	if !strings.HasPrefix(field, o.srcPrefix) {
+		path = o.srcPrefix + field
 	}
 	if l, _ := t.position(path); l > 0 {
 		return l
@@ -50,6 +50,9 @@ var lastTree struct {
 }
 
 func cachedYAMLTree(src []byte, firstLine int) *yamlTree {
+	if len(src) == 0 {
+		return nil
+	}
 	lastTree.Lock()
 	defer lastTree.Unlock()
 	if lastTree.src != &src[0] || lastTree.size != len(src) || lastTree.firstLine != firstLine {
