@@ -339,6 +339,11 @@ spec: null
 			errs:  []wantProblem{{1, "apiVersion", "apiVersion is required", 0}},
 		},
 		{
+			name:  "Service without apiVersion",
+			input: "kind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
+			errs:  []wantProblem{{1, "apiVersion", "apiVersion is required", 0}},
+		},
+		{
 			name:  "missing kind",
 			input: "apiVersion: v1\nmetadata: {name: g}\n",
 			errs:  []wantProblem{{1, "kind", "kind is required", 0}},

@@ -1,9 +1,16 @@
-// Package istioyaml decodes multi-document Istio configuration files
-// (the YAML users give to kubectl) into istio.io/api networking messages
-// and Kubernetes Services, strictly: unknown fields, wrong JSON types, bad
-// enums and durations, and oneof conflicts are errors naming the exact field
-// path, where Istio's own generated decoder would silently drop or accept
-// them.
+// Package istioyaml decodes multi-document Istio configuration files (the
+// YAML users give to kubectl) into istio.io/api networking messages and
+// Kubernetes Services, strictly: unknown fields, wrong JSON types, bad enums
+// and durations, and oneof conflicts are errors naming the exact field path
+// and line, where Istio's own generated decoder would silently drop or
+// accept them.
+//
+// The steps: split on "---" lines like k8s.io/apimachinery's YAMLReader;
+// read each document with kubectl's YAML 1.1 semantics (what
+// sigs.k8s.io/yaml.YAMLToJSON gives); check the envelope (apiVersion, kind,
+// metadata, `kind: List` items); walk the spec alongside the protobuf
+// descriptors to find the first problem; then build the message exactly as
+// strict golang/protobuf jsonpb would (Go-style durations like "1.5s").
 package istioyaml
 
 import (
@@ -189,7 +196,9 @@ func (d *decoder) decodeObject(doc *document, prefix string, src source, top map
 	}
 
 	_, isIstio := newSpecs[obj.Kind]
-	isService := obj.Kind == "Service" && obj.APIVersion == "v1"
+	// A Service without apiVersion is taken as core/v1 so that the missing
+	// apiVersion is reported rather than the Service silently skipped.
+	isService := obj.Kind == "Service" && (obj.APIVersion == "v1" || obj.APIVersion == "")
 	if obj.Kind == "List" {
 		d.decodeList(doc, obj, prefix, src, top)
 		return
@@ -215,7 +224,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, src source, top map
 	} else if isIstio && !istioAPIVersions[obj.APIVersion] {
 		w.add("apiVersion", fmt.Sprintf("apiVersion %s is not supported for kind %s (use networking.istio.io/v1, v1beta1 or v1alpha3)", obj.APIVersion, obj.Kind))
 	}
-	for _, k := range sortedKeys(top) {
+	for k := range top {
 		if !envelopeFields[k] {
 			w.add(k, fmt.Sprintf("unknown field %q in %s (want apiVersion, kind, metadata, spec)", k, obj.Kind))
 		}
@@ -380,7 +389,7 @@ func (d *decoder) decodeMetadata(w *schemaWalker, obj *Object, v any) {
 		w.add("metadata", "must be an object, got "+describe(v))
 		return
 	}
-	for _, k := range sortedKeys(meta) {
+	for k := range meta {
 		if !objectMetaFields[k] {
 			w.add("metadata."+k, fmt.Sprintf("unknown field %q in ObjectMeta", k))
 		}
@@ -580,13 +589,4 @@ func unmarshalUseNumber(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	return dec.Decode(v)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

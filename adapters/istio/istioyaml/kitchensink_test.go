@@ -47,7 +47,7 @@ spec:
       perTryTimeout: 250ms
       retryOn: gateway-error,connect-failure
       retryRemoteLocalities: false
-      backoff: 25ms
+      backoff: -1.5s
     fault:
       delay: {percentage: {value: 0.1}, fixedDelay: 7s}
       abort: {percentage: {value: 12.5}, httpStatus: 503}
