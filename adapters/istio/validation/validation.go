@@ -39,11 +39,13 @@ func Validate(obj *istioyaml.Object) (warnings, errs []istioyaml.Problem) {
 	c := &checker{obj: obj}
 	switch {
 	case obj.Service != nil:
+		c.objectMeta(kubeDNS1035Label)
 		c.kubeService(obj.Service)
 	case obj.Spec == nil:
 		c.err("spec", "no spec decoded for kind "+obj.Kind)
 	default:
-		if !c.metadata() {
+		c.objectMeta(kubeDNS1123Subdomain)
+		if !c.istioMetadata() {
 			break
 		}
 		switch spec := obj.Spec.(type) {
@@ -106,70 +108,6 @@ func (c *checker) add(field string, e error) {
 // errorCount lets a caller tell whether a sub-check added errors.
 func (c *checker) errorCount() int { return len(c.errs) }
 
-// Istio's internal and dry-run annotations, rejected on every networking
-// object by validateMetadata.
-const (
-	annotationDryRun                   = "istio.io/dry-run"
-	annotationAlwaysReject             = "internal.istio.io/webhook-always-reject"
-	annotationInternalParentNS         = "internal.istio.io/parent-namespace"
-	annotationInternalParentNames      = "internal.istio.io/parents"
-	annotationInternalRouteSemantics   = "internal.istio.io/route-semantics"
-	annotationInternalGatewaySemantics = "internal.istio.io/gateway-semantics"
-	semanticsGateway                   = "gateway"
-)
-
-// metadata ports Istio's validateMetadata wrapper. Like Istio it stops the
-// validation at the first annotation problem; it reports whether to go on.
-func (c *checker) metadata() bool {
-	ann := c.obj.Annotations
-	if _, found := ann[annotationDryRun]; found {
-		// Only AuthorizationPolicy supports the dry-run annotation.
-		c.err(keyPath("metadata.annotations", annotationDryRun), fmt.Sprintf("%s/%s has unsupported annotation %s, please remove the annotation",
-			c.obj.Namespace, c.obj.Name, annotationDryRun))
-		return false
-	}
-	for _, a := range []string{annotationAlwaysReject} {
-		if _, found := ann[a]; found {
-			c.err(keyPath("metadata.annotations", a), fmt.Sprintf("%q annotation found, rejecting", a))
-			return false
-		}
-	}
-	for _, a := range []string{annotationInternalParentNS, annotationInternalParentNames} {
-		if _, found := ann[a]; found {
-			c.err(keyPath("metadata.annotations", a), fmt.Sprintf("%q annotation found, this may not be set by users", a))
-			return false
-		}
-	}
-	return true
-}
-
-// kubeService runs basic checks on a Kubernetes Service: the ones
-// kube-apiserver would apply to the ports Istio reads.
-func (c *checker) kubeService(svc *istioyaml.KubeService) {
-	names := make(map[string]bool, len(svc.Ports))
-	for i, p := range svc.Ports {
-		pp := indexPath("spec.ports", i)
-		if len(svc.Ports) > 1 && p.Name == "" {
-			c.err(pp+".name", "Required value")
-		}
-		if p.Name != "" {
-			if !isLowerDNS1123Label(p.Name) {
-				c.err(pp+".name", fmt.Sprintf("Invalid value: %q: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')", p.Name))
-			}
-			if names[p.Name] {
-				c.err(pp+".name", fmt.Sprintf("Duplicate value: %q", p.Name))
-			}
-			names[p.Name] = true
-		}
-		if p.Port < 1 || p.Port > 65535 {
-			c.err(pp+".port", fmt.Sprintf("Invalid value: %d: must be between 1 and 65535, inclusive", p.Port))
-		}
-		if p.TargetPortIsInt && (p.TargetPortInt < 1 || p.TargetPortInt > 65535) {
-			c.err(pp+".targetPort", fmt.Sprintf("Invalid value: %d: must be between 1 and 65535, inclusive", p.TargetPortInt))
-		}
-	}
-}
-
 // Paths.
 
 // indexPath returns p[i].
@@ -222,19 +160,6 @@ func matchesDNS1123Label(s string) bool {
 // isDNS1123Label ports labels.IsDNS1123Label (upper case allowed).
 func isDNS1123Label(s string) bool {
 	return len(s) <= dns1123LabelMaxLength && matchesDNS1123Label(s)
-}
-
-// isLowerDNS1123Label is Kubernetes' stricter, lower-case-only label check.
-func isLowerDNS1123Label(s string) bool {
-	if !isDNS1123Label(s) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return false
-		}
-	}
-	return true
 }
 
 // isWildcardDNS1123Label ports labels.IsWildcardDNS1123Label: `*`, or a

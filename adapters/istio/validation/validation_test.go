@@ -571,16 +571,34 @@ spec:
 			},
 		},
 		{
+			name: "kube-apiserver metadata rules",
+			doc: `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: Bad_Name
+  namespace: a.b
+  labels: {"x*": ok, app: "-v"}
+spec:
+  host: reviews`,
+			errs: []problem{
+				{"metadata.name", `Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+				{"metadata.namespace", `Invalid value: "a.b": must not contain dots`},
+				{"metadata.labels", `Invalid value: "-v": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`},
+				{"metadata.labels", `Invalid value: "x*": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`},
+			},
+		},
+		{
 			name: "kubernetes service: basic checks",
 			doc: `apiVersion: v1
 kind: Service
-metadata: {name: svc}
+metadata: {name: 1svc}
 spec:
   ports:
   - {name: http, port: 80}
   - {name: http, port: 70000, targetPort: 0}
   - {port: 81}`,
 			errs: []problem{
+				{"metadata.name", `Invalid value: "1svc": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`},
 				{"spec.ports[1].name", `Duplicate value: "http"`},
 				{"spec.ports[1].port", "Invalid value: 70000: must be between 1 and 65535, inclusive"},
 				{"spec.ports[1].targetPort", "Invalid value: 0: must be between 1 and 65535, inclusive"},
