@@ -127,7 +127,9 @@ const (
 
 // kubeMaxLenError words a length limit; object names count "characters",
 // label keys and values (content.MaxLenError) "bytes".
-func kubeMaxLenError(n int, unit string) string { return fmt.Sprintf("must be no more than %d %s", n, unit) }
+func kubeMaxLenError(n int, unit string) string {
+	return fmt.Sprintf("must be no more than %d %s", n, unit)
+}
 
 func kubeRegexError(msg, format string, examples ...string) string {
 	msg += " (e.g. "
