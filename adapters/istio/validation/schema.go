@@ -121,6 +121,9 @@ func (c *checker) loadBalancerSchema(p string, lb *networking.LoadBalancerSettin
 	}
 	c.notInSchema(p+".backendUtilization", lb.GetBackendUtilization() != nil)
 	c.celDuration(p+".warmupDurationSecs", lb.WarmupDurationSecs)
+	if w := lb.Warmup; w != nil && w.MinimumPercent != nil && w.MinimumPercent.GetValue() < 0 {
+		c.err(p+".warmup.minimumPercent", fmt.Sprintf("Invalid value: %v: should be greater than or equal to 0", w.MinimumPercent.GetValue()))
+	}
 	if za := lb.ZoneAwareLbSetting; za != nil && za.MinClusterSize != nil && za.MinClusterSize.GetValue() < 1 {
 		c.err(p+".zoneAwareLbSetting.minClusterSize", fmt.Sprintf("Invalid value: %d: should be greater than or equal to 1", za.MinClusterSize.GetValue()))
 	}

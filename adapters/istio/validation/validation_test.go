@@ -530,6 +530,7 @@ spec:
     loadBalancer:
       simple: ROUND_ROBIN
       warmupDurationSecs: 0s
+      warmup: {duration: 1s, minimumPercent: -1}
     outlierDetection: {outlierDetectionHttpErrorCodes: [99, 503, 600]}
     retryBudget: {percent: 101}
   subsets:
@@ -540,6 +541,7 @@ spec:
         backendUtilization: {}`,
 			errs: []problem{
 				{"spec.trafficPolicy.loadBalancer.warmupDurationSecs", `Invalid value: "0s": must be a valid duration greater than 1ms`},
+				{"spec.trafficPolicy.loadBalancer.warmup.minimumPercent", "Invalid value: -1: should be greater than or equal to 0"},
 				{"spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[0]", "Invalid value: 99: should be greater than or equal to 100"},
 				{"spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[2]", "Invalid value: 600: should be less than or equal to 599"},
 				{"spec.trafficPolicy.retryBudget.percent", "Invalid value: 101: should be less than or equal to 100"},
