@@ -26,7 +26,7 @@ func (c *checker) destinationRule(dr *networking.DestinationRule) {
 			c.err(sp+".name", fmt.Sprintf("duplicate subset names: %s", s.Name))
 		}
 		names[s.Name] = true
-		c.add(sp+".name", validateSubsetName(s.Name))
+		c.addAt(sp, ".name", validateSubsetName(s.Name))
 		c.labels(sp+".labels", s.Labels)
 		c.errorsOnly(func() { c.trafficPolicy(sp+".trafficPolicy", s.TrafficPolicy) })
 	}
@@ -102,7 +102,7 @@ func (c *checker) outlierDetection(p string, o *networking.OutlierDetection) {
 		return
 	}
 	if o.BaseEjectionTime != nil {
-		c.add(p+".baseEjectionTime", validateDuration(o.BaseEjectionTime))
+		c.addAt(p, ".baseEjectionTime", validateDuration(o.BaseEjectionTime))
 	}
 	if o.ConsecutiveErrors != 0 { //nolint:staticcheck // Istio still warns about the deprecated field
 		c.warn(p+".consecutiveErrors", "outlier detection consecutive errors is deprecated, use consecutiveGatewayErrors or consecutive5xxErrors instead")
@@ -111,10 +111,10 @@ func (c *checker) outlierDetection(p string, o *networking.OutlierDetection) {
 		c.err(p+".consecutiveLocalOriginFailures", "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false")
 	}
 	if o.Interval != nil {
-		c.add(p+".interval", validateDuration(o.Interval))
+		c.addAt(p, ".interval", validateDuration(o.Interval))
 	}
-	c.add(p+".maxEjectionPercent", validatePercent(o.MaxEjectionPercent))
-	c.add(p+".minHealthPercent", validatePercent(o.MinHealthPercent))
+	c.addAt(p, ".maxEjectionPercent", validatePercent(o.MaxEjectionPercent))
+	c.addAt(p, ".minHealthPercent", validatePercent(o.MinHealthPercent))
 }
 
 // connectionPool ports validateConnectionPool.
@@ -141,7 +141,7 @@ func (c *checker) connectionPool(p string, cp *networking.ConnectionPoolSettings
 			c.err(hp+".maxRetries", "max retries must be non-negative")
 		}
 		if h.IdleTimeout != nil {
-			c.add(hp+".idleTimeout", validateDuration(h.IdleTimeout))
+			c.addAt(hp, ".idleTimeout", validateDuration(h.IdleTimeout))
 		}
 		if h.H2UpgradePolicy == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && h.UseClientProtocol {
 			c.err(hp+".useClientProtocol", "use client protocol must not be true when H2UpgradePolicy is UPGRADE")
@@ -154,12 +154,12 @@ func (c *checker) connectionPool(p string, cp *networking.ConnectionPoolSettings
 			if ka.Interval == nil {
 				c.err(kp+".interval", "http2 keepalive interval is required")
 			} else {
-				c.add(kp+".interval", validateDuration(ka.Interval))
+				c.addAt(kp, ".interval", validateDuration(ka.Interval))
 			}
 			if ka.Timeout == nil {
 				c.err(kp+".timeout", "http2 keepalive timeout is required")
 			} else {
-				c.add(kp+".timeout", validateDuration(ka.Timeout))
+				c.addAt(kp, ".timeout", validateDuration(ka.Timeout))
 			}
 		}
 		c.enumValue(hp+".h2UpgradePolicy", int32(h.H2UpgradePolicy), networking.ConnectionPoolSettings_HTTPSettings_H2UpgradePolicy_name)
@@ -170,21 +170,21 @@ func (c *checker) connectionPool(p string, cp *networking.ConnectionPoolSettings
 			c.err(tp+".maxConnections", "max connections must be non-negative")
 		}
 		if t.ConnectTimeout != nil {
-			c.add(tp+".connectTimeout", validateDuration(t.ConnectTimeout))
+			c.addAt(tp, ".connectTimeout", validateDuration(t.ConnectTimeout))
 		}
 		if t.MaxConnectionDuration != nil {
-			c.add(tp+".maxConnectionDuration", validateDuration(t.MaxConnectionDuration))
+			c.addAt(tp, ".maxConnectionDuration", validateDuration(t.MaxConnectionDuration))
 		}
 		// 0s disables the idle timeout.
 		if t.IdleTimeout != nil && t.IdleTimeout.AsDuration().Milliseconds() != 0 {
-			c.add(tp+".idleTimeout", validateDuration(t.IdleTimeout))
+			c.addAt(tp, ".idleTimeout", validateDuration(t.IdleTimeout))
 		}
 		if ka := t.TcpKeepalive; ka != nil {
 			if ka.Time != nil {
-				c.add(tp+".tcpKeepalive.time", validateDuration(ka.Time))
+				c.addAt(tp, ".tcpKeepalive.time", validateDuration(ka.Time))
 			}
 			if ka.Interval != nil {
-				c.add(tp+".tcpKeepalive.interval", validateDuration(ka.Interval))
+				c.addAt(tp, ".tcpKeepalive.interval", validateDuration(ka.Interval))
 			}
 		}
 	}
@@ -248,7 +248,7 @@ func (c *checker) loadBalancer(p string, lb *networking.LoadBalancerSettings, ou
 		if w.Duration == nil {
 			c.err(wp+".duration", "duration is required")
 		} else {
-			c.add(wp+".duration", validateDuration(w.Duration))
+			c.addAt(wp, ".duration", validateDuration(w.Duration))
 		}
 		if w.MinimumPercent.GetValue() > 100 {
 			c.err(wp+".minimumPercent", "minimumPercent value should be less than or equal to 100")
@@ -322,9 +322,9 @@ func (c *checker) localityLbSetting(p string, lb *networking.LocalityLoadBalance
 			c.err(dp+".to", fmt.Sprintf("total locality weight %v != 100", total))
 			return
 		}
-		c.add(dp+".to", validateLocalities(dest))
+		c.addAt(dp, ".to", validateLocalities(dest))
 	}
-	c.add(p+".distribute", validateLocalities(srcLocalities))
+	c.addAt(p, ".distribute", validateLocalities(srcLocalities))
 
 	if (len(lb.GetFailover()) != 0 || len(lb.GetFailoverPriority()) != 0) && outlier == nil {
 		c.warn(p, "outlier detection policy must be provided for failover")

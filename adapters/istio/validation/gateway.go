@@ -90,7 +90,7 @@ func (c *checker) serverPort(p string, port *networking.Port, bind string) bool 
 		c.err(p+".protocol", fmt.Sprintf("invalid protocol %q, supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP", port.Protocol))
 	}
 	if port.Number > 0 || !strings.HasPrefix(bind, unixAddressPrefix) {
-		c.add(p+".number", validatePort(int(port.Number)))
+		c.addAt(p, ".number", validatePort(int(port.Number)))
 	}
 	if port.TargetPort > 0 { //nolint:staticcheck // Istio rejects the deprecated field on gateways
 		c.err(p+".targetPort", "targetPort has no impact on Gateways")
@@ -104,12 +104,12 @@ func (c *checker) serverPort(p string, port *networking.Port, bind string) bool 
 // serverBind ports validateServerBind; p is the server's path.
 func (c *checker) serverBind(p string, port *networking.Port, bind string) {
 	if after, ok := strings.CutPrefix(bind, unixAddressPrefix); ok {
-		c.add(p+".bind", validateUnixAddress(after))
+		c.addAt(p, ".bind", validateUnixAddress(after))
 		if port != nil && port.Number != 0 {
 			c.err(p+".port.number", fmt.Sprintf("port number must be 0 for unix domain socket: %v", port))
 		}
 	} else if bind != "" {
-		c.add(p+".bind", validateIPAddress(bind))
+		c.addAt(p, ".bind", validateIPAddress(bind))
 	}
 }
 

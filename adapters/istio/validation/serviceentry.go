@@ -71,14 +71,14 @@ func (c *checker) serviceEntry(se *networking.ServiceEntry) {
 		}
 		portNumbers[port.Number] = true
 		if port.TargetPort != 0 {
-			c.add(pp+".targetPort", validatePort(int(port.TargetPort)))
+			c.addAt(pp, ".targetPort", validatePort(int(port.TargetPort)))
 		}
 		if len(se.Addresses) == 0 && !autoAllocation && (port.Protocol == "" || port.Protocol == "TCP") {
 			c.warn(pp+".protocol", "addresses are required for ports serving TCP (or unset) protocol when IP Autoallocation is not enabled")
 		}
-		c.add(pp+".name", validatePortName(port.Name))
-		c.add(pp+".protocol", validateProtocol(port.Protocol))
-		c.add(pp+".number", validatePort(int(port.Number)))
+		c.addAt(pp, ".name", validatePortName(port.Name))
+		c.addAt(pp, ".protocol", validateProtocol(port.Protocol))
+		c.addAt(pp, ".number", validatePort(int(port.Number)))
 	}
 
 	switch se.Resolution {
@@ -241,7 +241,7 @@ func (c *checker) workloadEntryFields(p string, we *networking.WorkloadEntry, se
 	// unix socket; check it by its content.
 	if strings.HasPrefix(addr, unixAddressPrefix) {
 		unixEndpoint = true
-		c.add(p+".address", validateUnixAddress(strings.TrimPrefix(addr, unixAddressPrefix)))
+		c.addAt(p, ".address", validateUnixAddress(strings.TrimPrefix(addr, unixAddressPrefix)))
 		if len(we.Ports) != 0 {
 			c.err(p+".ports", fmt.Sprintf("unix endpoint %s must not include ports", addr))
 		}

@@ -191,12 +191,12 @@ func (c *checker) defaultEndpoint(p, ep string) {
 // the listener's path.
 func (c *checker) sidecarIngressPortAndBind(p string, port *networking.SidecarPort, bind string) {
 	if port.Name != "" {
-		c.add(p+".port.name", validatePortName(port.Name))
+		c.addAt(p, ".port.name", validatePortName(port.Name))
 	}
-	c.add(p+".port.protocol", validateProtocol(port.Protocol))
-	c.add(p+".port.number", validatePort(int(port.Number)))
+	c.addAt(p, ".port.protocol", validateProtocol(port.Protocol))
+	c.addAt(p, ".port.number", validatePort(int(port.Number)))
 	if bind != "" {
-		c.add(p+".bind", validateIPAddress(bind))
+		c.addAt(p, ".bind", validateIPAddress(bind))
 	}
 }
 
@@ -204,24 +204,24 @@ func (c *checker) sidecarIngressPortAndBind(p string, port *networking.SidecarPo
 // validateSidecarEgressPortBindAndCaptureMode; port 0 means a unix socket.
 func (c *checker) sidecarEgressPortBindAndCaptureMode(p string, port *networking.SidecarPort, bind string, mode networking.CaptureMode) {
 	if port.Name != "" {
-		c.add(p+".port.name", validatePortName(port.Name))
+		c.addAt(p, ".port.name", validatePortName(port.Name))
 	}
 	if port.Number == 0 {
-		c.add(p+".port.protocol", validateProtocol(port.Protocol))
+		c.addAt(p, ".port.protocol", validateProtocol(port.Protocol))
 		if after, ok := strings.CutPrefix(bind, unixAddressPrefix); !ok {
 			c.err(p+".bind", "sidecar: ports with 0 value must have a unix domain socket bind address")
 		} else {
-			c.add(p+".bind", validateUnixAddress(after))
+			c.addAt(p, ".bind", validateUnixAddress(after))
 		}
 		if mode != networking.CaptureMode_DEFAULT && mode != networking.CaptureMode_NONE {
 			c.err(p+".captureMode", "sidecar: captureMode must be DEFAULT/NONE for unix domain socket listeners")
 		}
 		return
 	}
-	c.add(p+".port.protocol", validateProtocol(port.Protocol))
-	c.add(p+".port.number", validatePort(int(port.Number)))
+	c.addAt(p, ".port.protocol", validateProtocol(port.Protocol))
+	c.addAt(p, ".port.number", validatePort(int(port.Number)))
 	if bind != "" {
-		c.add(p+".bind", validateIPAddress(bind))
+		c.addAt(p, ".bind", validateIPAddress(bind))
 	}
 }
 
@@ -243,7 +243,7 @@ func (c *checker) outboundTrafficPolicy(p string, tp *networking.OutboundTraffic
 		c.err(p+".egressProxy", "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode")
 		return
 	}
-	c.add(p+".egressProxy.host", validateFQDN(tp.EgressProxy.GetHost()))
+	c.addAt(p, ".egressProxy.host", validateFQDN(tp.EgressProxy.GetHost()))
 	if tp.EgressProxy.Port == nil {
 		c.err(p+".egressProxy.port", "sidecar: egress_proxy port must be non-nil")
 		return

@@ -105,6 +105,14 @@ func (c *checker) add(field string, e error) {
 	}
 }
 
+// addAt is add for the field p+suffix; the path is only built when e is
+// not nil, which keeps valid objects cheap.
+func (c *checker) addAt(p, suffix string, e error) {
+	if e != nil {
+		c.err(p+suffix, e.Error())
+	}
+}
+
 // errorCount lets a caller tell whether a sub-check added errors.
 func (c *checker) errorCount() int { return len(c.errs) }
 

@@ -245,9 +245,16 @@ func (c *checker) httpRoute(p string, r *networking.HTTPRoute, delegate, gateway
 	c.httpRouteConflicts(p, r, delegate)
 	c.httpMatchRequests(p, r)
 
-	c.headerOperations(p+".headers", r.Headers)
-	c.corsPolicy(p+".corsPolicy", r.CorsPolicy)
-	c.faultInjection(p+".fault", r.Fault)
+	// Sub-checks of absent blocks are skipped before their paths are built.
+	if r.Headers != nil {
+		c.headerOperations(p+".headers", r.Headers)
+	}
+	if r.CorsPolicy != nil {
+		c.corsPolicy(p+".corsPolicy", r.CorsPolicy)
+	}
+	if r.Fault != nil {
+		c.faultInjection(p+".fault", r.Fault)
+	}
 
 	// mirrorPercent is deprecated but still validated, with a warning.
 	if r.MirrorPercent != nil {
@@ -265,16 +272,28 @@ func (c *checker) httpRoute(p string, r *networking.HTTPRoute, delegate, gateway
 			c.err(p+".mirrorPercentage.value", fmt.Sprintf("mirror_percentage must have a min value of 0 (it has %f)", v))
 		}
 	}
-	c.destination(p+".mirror", r.Mirror)
-	c.mirrors(p+".mirrors", r.Mirrors)
+	if r.Mirror != nil {
+		c.destination(p+".mirror", r.Mirror)
+	}
+	if len(r.Mirrors) > 0 {
+		c.mirrors(p+".mirrors", r.Mirrors)
+	}
 	c.redirect(p, r.Redirect, r.Match)
-	c.directResponse(p+".directResponse", r.DirectResponse)
-	c.retries(p+".retries", r.Retries)
-	c.rewrite(p+".rewrite", r.Rewrite)
-	c.authorityRewrite(p, r.Rewrite, r.Headers)
+	if r.DirectResponse != nil {
+		c.directResponse(p+".directResponse", r.DirectResponse)
+	}
+	if r.Retries != nil {
+		c.retries(p+".retries", r.Retries)
+	}
+	if r.Rewrite != nil {
+		c.rewrite(p+".rewrite", r.Rewrite)
+	}
+	if r.Headers != nil {
+		c.authorityRewrite(p, r.Rewrite, r.Headers)
+	}
 	c.httpRouteDestinations(p+".route", r.Route, gatewaySemantics)
 	if r.Timeout != nil {
-		c.add(p+".timeout", validateDuration(r.Timeout))
+		c.addAt(p, ".timeout", validateDuration(r.Timeout))
 	}
 }
 
@@ -365,7 +384,7 @@ func (c *checker) httpMatchRequests(p string, r *networking.HTTPRoute) {
 		}
 		mp := indexPath(p+".match", j)
 		if m.Port != 0 {
-			c.add(mp+".port", validatePort(int(m.Port)))
+			c.addAt(mp, ".port", validatePort(int(m.Port)))
 		}
 		c.labels(mp+".sourceLabels", m.SourceLabels)
 		// Istio keeps only the errors here (no legacy-name warning).
@@ -398,7 +417,7 @@ func (c *checker) stringMatchRegexp(p string, sm *networking.StringMatch, where 
 		c.err(p+".regex", fmt.Sprintf("%q: regex string match should not be empty", where))
 		return
 	}
-	c.add(p+".regex", validateStringRegexp(re, where))
+	c.addAt(p, ".regex", validateStringRegexp(re, where))
 }
 
 // validateStringRegexp ports validateStringRegexp: RE2 syntax, at most 1024
@@ -498,7 +517,7 @@ func (c *checker) corsPolicy(p string, policy *networking.CorsPolicy) {
 		c.add(indexPath(p+".exposeHeaders", i), validateCORSHTTPHeaderName(name))
 	}
 	if policy.MaxAge != nil {
-		c.add(p+".maxAge", validateDuration(policy.MaxAge))
+		c.addAt(p, ".maxAge", validateDuration(policy.MaxAge))
 		if policy.MaxAge.Nanos > 0 {
 			c.err(p+".maxAge", "max_age duration is accurate only to seconds precision")
 		}
@@ -523,7 +542,7 @@ func (c *checker) faultInjection(p string, fault *networking.HTTPFaultInjection)
 	}
 	if abort := fault.Abort; abort != nil {
 		ap := p + ".abort"
-		c.add(ap+".percentage.value", validatePercentage(abort.Percentage))
+		c.addAt(ap, ".percentage.value", validatePercentage(abort.Percentage))
 		switch abort.ErrorType.(type) {
 		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
 			if !supportedGRPCStatus[abort.GetGrpcStatus()] {
@@ -533,7 +552,7 @@ func (c *checker) faultInjection(p string, fault *networking.HTTPFaultInjection)
 		case *networking.HTTPFaultInjection_Abort_Http2Error:
 			c.err(ap+".http2Error", "HTTP/2 abort fault injection not supported yet")
 		case *networking.HTTPFaultInjection_Abort_HttpStatus:
-			c.add(ap+".httpStatus", validateHTTPStatus(abort.GetHttpStatus()))
+			c.addAt(ap, ".httpStatus", validateHTTPStatus(abort.GetHttpStatus()))
 		default:
 			// Istio warns "abort configured, but error type not set" here
 			// but joins the result with appendErrors, which drops warnings.
@@ -541,12 +560,12 @@ func (c *checker) faultInjection(p string, fault *networking.HTTPFaultInjection)
 	}
 	if delay := fault.Delay; delay != nil {
 		dp := p + ".delay"
-		c.add(dp+".percentage.value", validatePercentage(delay.Percentage))
+		c.addAt(dp, ".percentage.value", validatePercentage(delay.Percentage))
 		switch d := delay.HttpDelayType.(type) {
 		case *networking.HTTPFaultInjection_Delay_FixedDelay:
-			c.add(dp+".fixedDelay", validateDuration(d.FixedDelay))
+			c.addAt(dp, ".fixedDelay", validateDuration(d.FixedDelay))
 		case *networking.HTTPFaultInjection_Delay_ExponentialDelay:
-			c.add(dp+".exponentialDelay", validateDuration(d.ExponentialDelay))
+			c.addAt(dp, ".exponentialDelay", validateDuration(d.ExponentialDelay))
 			c.err(dp+".exponentialDelay", "exponentialDelay not supported yet")
 		}
 	}
@@ -578,13 +597,13 @@ func (c *checker) destination(p string, d *networking.Destination) {
 	if d.Host == "*" {
 		c.err(p+".host", fmt.Sprintf("invalid destination host %s", d.Host))
 	} else {
-		c.add(p+".host", validateWildcardDomain(d.Host))
+		c.addAt(p, ".host", validateWildcardDomain(d.Host))
 	}
 	if d.Subset != "" {
-		c.add(p+".subset", validateSubsetName(d.Subset))
+		c.addAt(p, ".subset", validateSubsetName(d.Subset))
 	}
 	if d.Port != nil {
-		c.add(p+".port.number", validatePort(int(d.Port.GetNumber())))
+		c.addAt(p, ".port.number", validatePort(int(d.Port.GetNumber())))
 	}
 }
 
@@ -690,7 +709,7 @@ func (c *checker) directResponse(p string, dr *networking.HTTPDirectResponse) {
 			c.warn(p+".body", "large direct_responses may impact control plane performance")
 		}
 	}
-	c.add(p+".status", validateHTTPStatus(int32(dr.Status)))
+	c.addAt(p, ".status", validateHTTPStatus(int32(dr.Status)))
 }
 
 // retries ports validateHTTPRetry.
@@ -705,7 +724,7 @@ func (c *checker) retries(p string, r *networking.HTTPRetry) {
 		c.err(p+".attempts", "http retry policy configured when attempts are set to 0 (disabled)")
 	}
 	if r.PerTryTimeout != nil {
-		c.add(p+".perTryTimeout", validateDuration(r.PerTryTimeout))
+		c.addAt(p, ".perTryTimeout", validateDuration(r.PerTryTimeout))
 	}
 	if r.RetryOn != "" {
 		for _, policy := range strings.Split(r.RetryOn, ",") {
@@ -717,7 +736,7 @@ func (c *checker) retries(p string, r *networking.HTTPRetry) {
 		}
 	}
 	if r.Backoff != nil {
-		c.add(p+".backoff", validateDuration(r.Backoff))
+		c.addAt(p, ".backoff", validateDuration(r.Backoff))
 	}
 }
 
@@ -773,9 +792,11 @@ func (c *checker) httpRouteDestinations(p string, dests []*networking.HTTPRouteD
 		if d.Destination == nil {
 			c.err(dp+".destination", "destination is required")
 		}
-		c.headerOperations(dp+".headers", d.Headers)
+		if d.Headers != nil {
+			c.headerOperations(dp+".headers", d.Headers)
+		}
 		c.routeDestination(dp+".destination", d.Destination, gatewaySemantics)
-		c.add(dp+".weight", validateWeight(d.Weight))
+		c.addAt(dp, ".weight", validateWeight(d.Weight))
 		total += d.Weight
 	}
 	if len(dests) > 1 && total == 0 {
@@ -796,7 +817,7 @@ func (c *checker) routeDestinations(p string, dests []*networking.RouteDestinati
 			c.err(dp+".destination", "destination is required")
 		}
 		c.routeDestination(dp+".destination", d.Destination, gatewaySemantics)
-		c.add(dp+".weight", validateWeight(d.Weight))
+		c.addAt(dp, ".weight", validateWeight(d.Weight))
 		total += d.Weight
 	}
 	if len(dests) > 1 && total == 0 {
@@ -846,7 +867,7 @@ func (c *checker) tlsRoute(p string, r *networking.TLSRoute, vs *networking.Virt
 			c.add(indexPath(mp+".destinationSubnets", k), validateIPSubnet(s))
 		}
 		if m.Port != 0 {
-			c.add(mp+".port", validatePort(int(m.Port)))
+			c.addAt(mp, ".port", validatePort(int(m.Port)))
 		}
 		c.labels(mp+".sourceLabels", m.SourceLabels)
 		c.gatewayNames(mp+".gateways", m.Gateways, false)
@@ -896,7 +917,7 @@ func (c *checker) tcpRoute(p string, r *networking.TCPRoute, gatewaySemantics bo
 			c.add(indexPath(mp+".destinationSubnets", k), validateIPSubnet(s))
 		}
 		if m.Port != 0 {
-			c.add(mp+".port", validatePort(int(m.Port)))
+			c.addAt(mp, ".port", validatePort(int(m.Port)))
 		}
 		c.labels(mp+".sourceLabels", m.SourceLabels)
 		c.errorsOnly(func() { c.gatewayNames(mp+".gateways", m.Gateways, false) })
@@ -950,7 +971,8 @@ func (c *checker) ineffectiveMatch(p, ruleno, matchno, dupno string) {
 
 // prefixMatch is Istio's OverlappingMatchValidationForHTTPRoute.
 type prefixMatch struct {
-	path        string
+	rulen       int
+	matchn      int
 	routeStr    string
 	matchStr    string
 	prefix      string
@@ -980,23 +1002,17 @@ func exactOrPrefixMap(m map[string]*networking.StringMatch) map[string]string {
 	return out
 }
 
-// genPrefixMatch ports genMatchHTTPRoutes: only uri prefix matches take part
-// in the overlap analysis.
-func genPrefixMatch(p string, r *networking.HTTPRoute, m *networking.HTTPMatchRequest, rulen, matchn int) *prefixMatch {
-	if m == nil || m.Uri == nil {
-		return nil
-	}
+// genPrefixMatch ports genMatchHTTPRoutes for a match with a uri prefix.
+func genPrefixMatch(r *networking.HTTPRoute, m *networking.HTTPMatchRequest, rulen, matchn int) *prefixMatch {
 	prefix := m.Uri.GetPrefix()
-	if prefix == "" {
-		return nil
-	}
 	method := exactOrPrefix(m.Method)
 	if method == "" {
 		// No method means GET for this analysis.
 		method = "exact:GET"
 	}
 	return &prefixMatch{
-		path:        p,
+		rulen:       rulen,
+		matchn:      matchn,
 		routeStr:    httpRouteName(r, rulen),
 		matchStr:    httpMatchName(m, matchn),
 		prefix:      prefix,
@@ -1049,7 +1065,9 @@ func (c *checker) unreachableHTTPRules(routes []*networking.HTTPRoute) {
 		seen = make(map[string]int, totalMatches)
 	}
 	emptyMatchAt := -1
-	var prefixes []*prefixMatch
+	// Matches with a uri prefix take part in the overlap analysis.
+	type candidate struct{ rulen, matchn int }
+	var prefixes []candidate
 	for rulen, r := range routes {
 		if r == nil {
 			continue
@@ -1064,7 +1082,6 @@ func (c *checker) unreachableHTTPRules(routes []*networking.HTTPRoute) {
 		}
 		duplicates := 0
 		for matchn, m := range r.Match {
-			mp := indexPath(rp+".match", matchn)
 			if emptyMatchAt >= 0 {
 				c.unusedRule(rp, httpRouteName(r, rulen), "route without matches defined before")
 				continue
@@ -1075,27 +1092,35 @@ func (c *checker) unreachableHTTPRules(routes []*networking.HTTPRoute) {
 			}
 			key := matchKey(m)
 			if dupn, ok := seen[key]; ok {
-				c.ineffectiveMatch(mp, httpRouteName(r, rulen), httpMatchName(m, matchn), httpRouteName(routes[dupn], dupn))
+				c.ineffectiveMatch(indexPath(rp+".match", matchn), httpRouteName(r, rulen), httpMatchName(m, matchn), httpRouteName(routes[dupn], dupn))
 				duplicates++
 				continue
 			}
 			seen[key] = rulen
-			if pm := genPrefixMatch(mp, r, m, rulen, matchn); pm != nil {
-				prefixes = append(prefixes, pm)
+			if m.GetUri().GetPrefix() != "" {
+				prefixes = append(prefixes, candidate{rulen, matchn})
 			}
 		}
 		if duplicates == len(r.Match) {
 			c.unusedRule(rp, httpRouteName(r, rulen), "all matches used by prior rules")
 		}
 	}
-	for i, a := range prefixes {
-		for _, b := range prefixes[i+1:] {
+	if len(prefixes) < 2 {
+		return
+	}
+	pms := make([]*prefixMatch, len(prefixes))
+	for i, pc := range prefixes {
+		r := routes[pc.rulen]
+		pms[i] = genPrefixMatch(r, r.Match[pc.matchn], pc.rulen, pc.matchn)
+	}
+	for i, a := range pms {
+		for _, b := range pms[i+1:] {
 			if b.prefix == a.prefix {
 				// Exact duplicates were reported above.
 				continue
 			}
 			if covered(a, b) {
-				c.ineffectiveMatch(b.path, b.routeStr, b.matchStr+" of prefix "+b.prefix,
+				c.ineffectiveMatch(indexPath(indexPath("spec.http", b.rulen)+".match", b.matchn), b.routeStr, b.matchStr+" of prefix "+b.prefix,
 					a.matchStr+" of prefix "+a.prefix+" on "+a.routeStr)
 			}
 		}
