@@ -80,14 +80,22 @@ type checker struct {
 
 // err records an error about field.
 func (c *checker) err(field, msg string) {
-	c.errs = append(c.errs, istioyaml.ProblemFor(c.obj, field, msg))
+	c.errs = append(c.errs, c.problem(field, msg))
 }
 
 // warn records a warning about field.
 func (c *checker) warn(field, msg string) {
 	if c.muted == 0 {
-		c.warns = append(c.warns, istioyaml.ProblemFor(c.obj, field, msg))
+		c.warns = append(c.warns, c.problem(field, msg))
 	}
+}
+
+// problem locates msg at field, on the field's own line when the object
+// knows its source.
+func (c *checker) problem(field, msg string) istioyaml.Problem {
+	p := istioyaml.ProblemFor(c.obj, field, msg)
+	p.Line = c.obj.LineOf(field)
+	return p
 }
 
 // errorsOnly runs check with warnings dropped.

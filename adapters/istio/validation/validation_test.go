@@ -232,6 +232,9 @@ func TestInvalidCorpus(t *testing.T) {
 				if e.Field == "" {
 					t.Errorf("error without field path: %s", e.Error())
 				}
+				if e.Line <= 0 {
+					t.Errorf("error without line: %s", e.Error())
+				}
 			}
 			used := make([]bool, len(errs))
 			for i, msg := range want {
@@ -727,5 +730,28 @@ spec:
 	b.ReportAllocs()
 	for b.Loop() {
 		Validate(objs[0])
+	}
+}
+
+// TestProblemLines checks that problems carry the line of their field.
+func TestProblemLines(t *testing.T) {
+	doc := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+      weight: -10
+  - route:
+    - destination: {host: reviews}
+`
+	warns, errs := Validate(decodeOne(t, "lines.yaml", doc))
+	if len(errs) != 1 || errs[0].Field != "spec.http[0].route[0].weight" || errs[0].Line != 9 {
+		t.Errorf("errors = %+v, want one at spec.http[0].route[0].weight line 9", errs)
+	}
+	if len(warns) != 1 || warns[0].Field != "spec.http[1]" || warns[0].Line != 10 {
+		t.Errorf("warnings = %+v, want one at spec.http[1] line 10", warns)
 	}
 }
