@@ -9,8 +9,28 @@
 // istiod's validating webhook says. On top of them come the CRD schema and
 // CEL rules (manifests/charts/base/files/crd-all.gen.yaml) that kube-apiserver
 // applies before the webhook, where the Go validator does not already reject
-// the same input. Decode-level checks (unknown fields, JSON types, enum
-// names, oneof conflicts) belong to package istioyaml.
+// the same input, and kube-apiserver's object metadata rules. Decode-level
+// checks (unknown fields, JSON types, enum names, oneof conflicts) belong to
+// package istioyaml.
+//
+// Where Istio joins a sub-check with appendErrors it drops that check's
+// warnings (subset and port-level traffic policies, fault aborts, match and
+// TCP gateway names); we drop them too. Field paths are camelCase JSON
+// paths, map entries written as parent.key like kube-apiserver does.
+//
+// Known differences, all on inputs users rarely write:
+//   - Rules that depend on whether a field was written at all cannot be
+//     seen on the decoded struct: CRD "required" on a field written as its
+//     zero value (a Gateway server on a unix socket without port.number is
+//     accepted), CEL 0 < targetPort on an explicit "targetPort: 0", has()
+//     and minItems on explicitly empty lists ("endpoints: []" with
+//     resolution NONE, "credentialNames: []").
+//   - Istio walks some maps in random order, so which two authorities
+//     "authority header cannot be set multiple times" names, and for
+//     overlapping distribute.to localities (us-east/* next to
+//     us-east/zone1) even whether the overlap is reported, vary from run to
+//     run there. We walk maps in sorted key order, which always reports
+//     such an overlap.
 //
 // istio.io/istio is deliberately not imported: it would pull a few hundred
 // modules into the plugin.
