@@ -439,6 +439,66 @@ spec:
 			warns: []problem{{"spec.gateways[0]", `using legacy gatewayName format "gw.istio-system"; prefer the <namespace>/<name> format: "istio-system/gw"`}},
 		},
 		{
+			name: "warnings Istio drops: abort without error type, legacy names in matches",
+			doc: `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [a.example.com]
+  gateways: [mesh, gw]
+  http:
+  - match:
+    - gateways: [gw.istio-system]
+    fault:
+      abort: {percentage: {value: 10}}
+    route:
+    - destination: {host: reviews}
+  tcp:
+  - match:
+    - gateways: [gw.istio-system]
+    route:
+    - destination: {host: reviews}`,
+		},
+		{
+			name: "AUTO_PASSTHROUGH SNI hosts on gateways",
+			doc: `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: ["*.local"]
+  gateways: [gw]
+  tls:
+  - match:
+    - sniHosts: ["outbound_.80_._.a.local", "outbound_.x_._.1", "1.2.3.4"]
+    route:
+    - destination: {host: a.local}`,
+			errs: []problem{{"spec.tls[0].match[0].sniHosts[1]",
+				`domain name "outbound_.x_._.1" invalid (label "x" invalid). should follow outbound_.<PORT>_._.<HOSTNAME> format`}},
+			warns: []problem{{"spec.tls[0].match[0].sniHosts[2]",
+				`using an IP address ("1.2.3.4") goes against SNI spec and most clients do not support this`}},
+		},
+		{
+			name: "locality distribution",
+			doc: `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        distribute:
+        - from: us-east/zone1
+          to: {"us-east/zone1": 50, "us-east/*": 50}
+        - from: us-east/zone1
+          to: {"us-west": 0}
+        failoverPriority: [topology.kubernetes.io/zone]`,
+			errs: []problem{
+				{"spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "locality us-east/zone1 overlap with previous specified ones"},
+				{"spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[1].to.us-west", "locality weight must be in range [1, 100]"},
+			},
+		},
+		{
 			name: "gateway semantics: destinations unchecked but host required",
 			doc: `apiVersion: networking.istio.io/v1
 kind: VirtualService
