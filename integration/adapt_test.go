@@ -24,7 +24,7 @@ func adapt(t *testing.T, file string) (exitCode int, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, caddyBin, "adapt", "--adapter", "istio", "--config", file, "--validate")
+	cmd := exec.CommandContext(ctx, adaptBin, "adapt", "--adapter", "istio", "--config", file, "--validate")
 	cmd.Env = childEnv(t.TempDir())
 	var errBuf bytes.Buffer
 	cmd.Stderr = &errBuf
@@ -132,7 +132,7 @@ func invalidDocuments(t *testing.T) []invalidDocument {
 // Every document of istio-invalid, written alone to a file, is rejected by
 // `caddy adapt`: non-zero exit and one stderr line that names the file,
 // "document 1", the resource "(Kind namespace/name)" and a field path under
-// "spec.".
+// "spec." (or metadata.name when the name itself is invalid).
 func TestAdaptRejectsInvalid(t *testing.T) {
 	requireBinaries(t)
 	docs := invalidDocuments(t)
@@ -156,13 +156,17 @@ func TestAdaptRejectsInvalid(t *testing.T) {
 			if code == 0 {
 				t.Fatalf("caddy adapt accepted invalid %s:\n%s", doc.Ref, doc.Text)
 			}
-			want := []string{file, "document 1", "(" + doc.Ref + ")", "spec."}
+			// The field path comes right after the resource: spec.<field>,
+			// or metadata.name for the one case about the name itself.
+			resource := "(" + doc.Ref + "): "
 			for _, line := range strings.Split(stderr, "\n") {
-				if containsAll(line, want) {
+				if containsAll(line, []string{file, "document 1"}) &&
+					(strings.Contains(line, resource+"spec.") || strings.Contains(line, resource+"metadata.name: ")) {
 					return
 				}
 			}
-			t.Errorf("exit %d, but no stderr line contains all of %q:\n%s", code, want, stderr)
+			t.Errorf("exit %d, but no stderr line names %s, document 1 and %q followed by a field path spec.*:\n%s",
+				code, file, resource, stderr)
 		})
 	}
 }
