@@ -68,6 +68,7 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 
 	cfg, translateWarnings := Translate(objs, Options{})
 	warnings = append(warnings, translateWarnings...)
+	sortProblems(warnings)
 
 	var cw []caddyconfig.Warning
 	result, err := json.Marshal(cfg)
