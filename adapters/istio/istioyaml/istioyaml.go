@@ -254,7 +254,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, src source, top map
 
 	if isIstio {
 		if spec != nil {
-			if err := buildMessage(msg.ProtoReflect(), spec); err != nil {
+			if err := unmarshalStrict(spec, msg); err != nil {
 				fail("spec", err.Error(), 0)
 				return
 			}
