@@ -319,7 +319,14 @@ func show(v any) string {
 func (g *generator) walk(b *baseDoc, node any, p jpath) {
 	if len(p) == 1 {
 		switch p[0] {
-		case "apiVersion", "kind", "status":
+		case "kind", "status":
+			return
+		case "apiVersion":
+			for _, v := range apiVersions {
+				if v != node {
+					g.add(b, p, "set "+show(v), "", edit{path: p, value: v})
+				}
+			}
 			return
 		case "metadata":
 			// Name and namespace only: checked by the apiserver, and
@@ -468,8 +475,10 @@ var (
 		"istio-system/*.example.com", "ns/10.0.0.1", "foo.example.com")
 	destHosts = strs("*", "", "*.example.com", "foo*", "reviews.default.svc.cluster.local", "UPPER", "a_b",
 		"10.0.0.1", "default/reviews", "-x", "reviews.")
-	subsetNames    = strs("", "v1.beta", "V1", "-v1", "v_1", "v1-", strings.Repeat("v", 64), "v2")
-	portNames      = strs("", "http", "Bad Name", "http-1", "tcp", strings.Repeat("p", 64))
+	subsetNames = strs("", "v1.beta", "V1", "-v1", "v_1", "v1-", strings.Repeat("v", 64), "v2")
+	portNames   = strs("", "http", "Bad Name", "http-1", "tcp", strings.Repeat("p", 64))
+	apiVersions = strs("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3",
+		"networking.istio.io/v2", "networking.istio.io", "v1", "security.istio.io/v1")
 	objectNames    = strs("Bad_Name", "a.b", "", strings.Repeat("n", 254), "x", "-x")
 	namespaceNames = strs("Bad_NS", "", "a.b", "ns1", "istio-system", strings.Repeat("n", 64))
 	gatewayNames   = strs("bad.name", "Bad", "gw-1", "a_b", strings.Repeat("g", 254), "")
