@@ -74,7 +74,11 @@ func TestGatewayBinding(t *testing.T) {
 		{"server ns star", `["*/a.example.com"]`, "default", `[a.example.com]`, `[edge/gw]`, []string{"a.example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, _ := adaptInline(t, gatewayYAML(tc.serverHosts)+vsYAML(tc.vsNamespace, tc.vsHosts, tc.gateways))
+			a, warnings := adaptInline(t, gatewayYAML(tc.serverHosts)+vsYAML(tc.vsNamespace, tc.vsHosts, tc.gateways))
+			unbound := hasWarning(warnings, "spec.gateways[0]: no host of the VirtualService matches a host of gateway edge/gw")
+			if want := len(tc.want) == 0 && tc.gateways != "[mesh]" && tc.name != "reference name is in the VS namespace"; unbound != want {
+				t.Errorf("warning about unmatched hosts: %v, want %v; warnings:\n%s", unbound, want, strings.Join(warnings, "\n"))
+			}
 			s, ok := a.servers["gateway-80"]
 			if !ok {
 				t.Fatalf("no gateway server; servers: %v", a.servers)

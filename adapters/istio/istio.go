@@ -173,3 +173,6 @@ func caddyWarnings(ps []istioyaml.Problem) []caddyconfig.Warning {
 	}
 	return out
 }
+
+// Interface guards
+var _ caddyconfig.Adapter = (*Adapter)(nil)

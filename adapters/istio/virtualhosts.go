@@ -61,9 +61,9 @@ func (t *translator) gatewaysInclude(vs *virtualService, refs []string, scope ma
 // checkVirtualServices warns about VirtualService fields that are not
 // translated and about gateways that do not exist.
 func (t *translator) checkVirtualServices() {
-	known := make(map[string]bool)
+	known := make(map[string]*gateway)
 	for _, gw := range t.gateways {
-		known[gw.ref()] = true
+		known[gw.ref()] = gw
 	}
 	for _, vs := range t.virtualServices {
 		if len(vs.spec.GetTcp()) > 0 {
@@ -76,11 +76,38 @@ func (t *translator) checkVirtualServices() {
 			t.warn(vs.obj, "spec.exportTo", notImplemented+" (every client sees the VirtualService)")
 		}
 		for i, r := range vs.spec.GetGateways() {
-			if ref := resolveGatewayRef(r, vs.obj.Namespace); ref != meshGateway && !known[ref] {
-				t.warn(vs.obj, fmt.Sprintf("spec.gateways[%d]", i), fmt.Sprintf("gateway %s is not defined: the VirtualService is not served on it", ref))
+			ref := resolveGatewayRef(r, vs.obj.Namespace)
+			if ref == meshGateway {
+				continue
+			}
+			field := fmt.Sprintf("spec.gateways[%d]", i)
+			switch gw := known[ref]; {
+			case gw == nil:
+				t.warn(vs.obj, field, fmt.Sprintf("gateway %s is not defined: the VirtualService is not served on it", ref))
+			case !sharesHost(vs, gw):
+				t.warn(vs.obj, field, fmt.Sprintf("no host of the VirtualService matches a host of gateway %s: it is not served there", ref))
 			}
 		}
 	}
+}
+
+// sharesHost reports whether a host of vs matches a host of a server of
+// gw that admits vs's namespace.
+func sharesHost(vs *virtualService, gw *gateway) bool {
+	for _, s := range gw.spec.GetServers() {
+		for _, sh := range s.GetHosts() {
+			ns, dnsName := splitNamespacedHost(sh)
+			if !namespaceSelected(ns, gw.obj.Namespace, vs.obj.Namespace) {
+				continue
+			}
+			for _, h := range vs.spec.GetHosts() {
+				if _, ok := intersectHosts(dnsName, expandHost(h, vs.obj.Namespace)); ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // meshVirtualServices are the VirtualServices with http routes bound to
