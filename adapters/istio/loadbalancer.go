@@ -87,7 +87,7 @@ func (t *translator) checkLoadBalancer(obj *istioyaml.Object, path string, lb *n
 			}
 			t.warn(obj, chPath+".httpCookie", msg)
 		}
-		const rendezvous = "Caddy hashes with rendezvous hashing: this setting is ignored (requests with the same key still go to the same endpoint)"
+		const rendezvous = "Caddy hashes with rendezvous hashing; ring hash and maglev are not implemented yet: this setting is ignored (requests with the same key still go to the same endpoint)"
 		switch ch.GetHashAlgorithm().(type) {
 		case *networking.LoadBalancerSettings_ConsistentHashLB_RingHash_:
 			t.warn(obj, chPath+".ringHash", rendezvous)

@@ -148,7 +148,7 @@ func (t *translator) addServiceEntry(obj *istioyaml.Object) {
 		ports = append(ports, &istioapp.ServicePort{
 			Number:     p.GetNumber(),
 			Name:       p.GetName(),
-			Protocol:   parseProtocol(p.GetProtocol()),
+			Protocol:   seProtocol(p.GetProtocol()),
 			TargetPort: p.GetTargetPort(),
 		})
 	}
@@ -233,6 +233,15 @@ var protocols = map[string]string{
 // unknown (Istio's "UnsupportedProtocol": sniffed, HTTP for our listener).
 func parseProtocol(s string) string {
 	return protocols[strings.ToLower(s)]
+}
+
+// seProtocol is the protocol of a ServiceEntry port: Istio's name for it,
+// else the name upper-cased.
+func seProtocol(s string) string {
+	if p := parseProtocol(s); p != "" {
+		return p
+	}
+	return strings.ToUpper(s)
 }
 
 // Ports whose unnamed protocol is TCP rather than sniffed (Istio's
