@@ -210,7 +210,9 @@ func (j *istioJudge) judge(doc []byte) verdict {
 			GroupVersionKind: kind.gvk,
 			Name:             obj.GetName(),
 			Namespace:        obj.GetNamespace(),
+			Labels:           obj.GetLabels(),
 			Annotations:      obj.GetAnnotations(),
+			Domain:           "cluster.local",
 		},
 		Spec: spec,
 	}

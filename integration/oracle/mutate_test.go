@@ -345,6 +345,20 @@ func (g *generator) walk(b *baseDoc, node any, p jpath) {
 					g.add(b, fp, "set "+show(v), "", edit{path: fp, value: v})
 				}
 			}
+			// Labels and annotations Istio's validation reads.
+			for _, f := range []struct {
+				field, key, value string
+			}{
+				{"labels", "istio.io/use-waypoint", "waypoint"},
+				{"labels", "bad key!", "x"},
+				{"annotations", "istio.io/dry-run", "true"},
+				{"annotations", "internal.istio.io/webhook-always-reject", "true"},
+				{"annotations", "internal.istio.io/route-semantics", "gateway"},
+				{"annotations", "bad key!", "x"},
+			} {
+				fp := jpath{"metadata", f.field, f.key}
+				g.add(b, fp, "add "+f.key+": "+f.value, "", edit{path: fp, value: f.value})
+			}
 			return
 		}
 	}
@@ -374,6 +388,7 @@ func (g *generator) walk(b *baseDoc, node any, p jpath) {
 // unknown field and changing the JSON type.
 func (g *generator) structural(b *baseDoc, node any, p jpath) {
 	if len(p) == 0 {
+		g.add(b, p, "add unknown top-level field bogusField", "", edit{path: jpath{"bogusField"}, value: true})
 		return
 	}
 	if _, isIndex := p[len(p)-1].(int); isIndex {
