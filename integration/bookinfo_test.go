@@ -277,3 +277,41 @@ spec:
 		expectNoBackend(t, "no route", get(t, client, "http://example.com/"), http.StatusNotFound)
 	})
 }
+
+// A service without a VirtualService gets Istio's default route: every
+// request to the whole service, balanced over all its endpoints by the
+// default LEAST_REQUEST policy. With one request at a time every endpoint
+// has zero active requests, and Envoy's power-of-two-choices then picks
+// uniformly at random, so each version gets its fair share: checked within
+// 10 points (at least 4.5 standard deviations) over sequential requests.
+func TestServiceWithoutVirtualServiceUsesAllVersions(t *testing.T) {
+	requireBinaries(t)
+	b := startBackends(t, bookinfoVersions...)
+	startCaddy(t, meshConfig(t, b), meshListener)
+
+	client := hostClient(t, meshListener)
+	for _, tc := range []struct {
+		service  string
+		versions []string
+		requests int
+	}{
+		{"details", []string{"v1", "v2"}, 400},
+		{"reviews", []string{"v1", "v2", "v3"}, 600},
+	} {
+		counts := map[string]int{}
+		for i := 0; i < tc.requests; i++ {
+			a := get(t, client, "http://"+tc.service+":9080/")
+			if a.Status != http.StatusOK || a.Reply == nil || a.Reply.Service != tc.service {
+				t.Fatalf("%s request %d: got %v", tc.service, i, a)
+			}
+			counts[a.Reply.Version]++
+		}
+		t.Logf("%s versions over %d requests: %v", tc.service, tc.requests, counts)
+		fair := 100 / float64(len(tc.versions))
+		for _, v := range tc.versions {
+			if pct := 100 * float64(counts[v]) / float64(tc.requests); pct < fair-10 || pct > fair+10 {
+				t.Errorf("%s %s got %.1f%% of requests, want %.1f%% +- 10 (all: %v)", tc.service, v, pct, fair, counts)
+			}
+		}
+	}
+}
