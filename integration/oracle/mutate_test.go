@@ -251,11 +251,7 @@ func deepCopy(v any) any {
 
 // setIn sets or deletes the value at p (an index equal to the list length
 // appends) and returns the updated node.
-func setIn[T any](node T, p jpath, del bool, v any) T {
-	return setAny(any(node), p, del, v).(T)
-}
-
-func setAny(node any, p jpath, del bool, v any) any {
+func setIn(node any, p jpath, del bool, v any) any {
 	if len(p) == 0 {
 		return v
 	}
@@ -269,7 +265,7 @@ func setAny(node any, p jpath, del bool, v any) any {
 			delete(m, k)
 			return m
 		}
-		m[k] = setAny(m[k], p[1:], del, v)
+		m[k] = setIn(m[k], p[1:], del, v)
 		return m
 	case int:
 		s, _ := node.([]any)
@@ -279,7 +275,7 @@ func setAny(node any, p jpath, del bool, v any) any {
 		if k == len(s) {
 			s = append(s, nil)
 		}
-		s[k] = setAny(s[k], p[1:], del, v)
+		s[k] = setIn(s[k], p[1:], del, v)
 		return s
 	}
 	panic("bad path element")
