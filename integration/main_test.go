@@ -79,12 +79,28 @@ func goBuild(dir, output, pkg string, flags ...string) error {
 	defer cancel()
 	args := append([]string{"build"}, flags...)
 	args = append(args, "-o", output, pkg)
-	cmd := exec.CommandContext(ctx, goTool(), args...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %v: %v\n%s", args, err, out)
+	var firstErr error
+	// One retry: a cold -race build running beside other builds once
+	// failed with "could not import sync (open : no such file or
+	// directory)" and succeeded when run again.
+	for attempt := 0; attempt < 2; attempt++ {
+		cmd := exec.CommandContext(ctx, goTool(), args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			if firstErr != nil {
+				fmt.Fprintf(os.Stderr, "integration: go build succeeded on retry after: %v\n", firstErr)
+			}
+			return nil
+		}
+		if firstErr == nil {
+			firstErr = fmt.Errorf("go %v: %v\n%s", args, err, out)
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return nil
+	return firstErr
 }
 
 // goTool is the go command of the toolchain running the tests.

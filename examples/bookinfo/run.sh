@@ -98,7 +98,7 @@ Ingress gateway (bookinfo-gateway, port 8080, VirtualService "bookinfo"):
 Mesh listener (127.0.0.1:15001; VirtualService "reviews": end-user jason -> v2, others -> v1):
   curl -s -x http://127.0.0.1:15001 http://reviews:9080/  # reviews v1
   curl -s -H 'Host: reviews:9080' 127.0.0.1:15001/ -H 'end-user: jason'   # reviews v2
-  curl -s -x http://127.0.0.1:15001 http://details:9080/  # details v1 or v2 (no VirtualService)
+  curl -s -x http://127.0.0.1:15001 http://details:9080/  # details (no VirtualService: the whole service)
 
 Logs: .cache/bookinfo/caddy.log, .cache/bookinfo/backend.log
 Press Ctrl-C to stop.
