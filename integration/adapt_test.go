@@ -179,3 +179,12 @@ func containsAll(s string, parts []string) bool {
 	}
 	return true
 }
+
+// The demo's configuration (examples/bookinfo/mesh.yaml) stays valid.
+func TestAdaptValidateDemo(t *testing.T) {
+	requireBinaries(t)
+	file := filepath.Join(repoRoot, "examples", "bookinfo", "mesh.yaml")
+	if code, stderr := adapt(t, file); code != 0 {
+		t.Errorf("caddy adapt --validate %s exited %d:\n%s", file, code, stderr)
+	}
+}
