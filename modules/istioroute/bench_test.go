@@ -58,10 +58,14 @@ func benchmarkRequests() map[string]*http.Request {
 	}
 }
 
-// decide is the routing decision of ServeHTTP: host lookup, first
-// matching route, weighted destination.
+// decide is the routing decision of ServeHTTP: path normalization, host
+// lookup, first matching route, weighted destination.
 func decide(h *Handler, r *http.Request) *destination {
-	ri := newRequestInfo(r)
+	path, err := h.normalizeRequestPath(r)
+	if err != nil {
+		return nil
+	}
+	ri := requestInfoFor(r, path)
 	_, rt, _ := h.findRoute(&ri)
 	if rt == nil || len(rt.destinations) == 0 {
 		return nil

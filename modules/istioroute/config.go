@@ -127,5 +127,7 @@ type Destination struct {
 	Weight int32 `json:"weight,omitempty"`
 }
 
-// The handler's own JSON: see Handler in istioroute.go, whose only config field
-// is `virtual_hosts` ([]*VirtualHost).
+// The handler's own JSON: see Handler in istioroute.go, whose config fields
+// are `virtual_hosts` ([]*VirtualHost) and `path_normalization` (Istio's
+// MeshConfig pathNormalization: NONE, BASE, MERGE_SLASHES or
+// DECODE_AND_MERGE_SLASHES; default BASE).

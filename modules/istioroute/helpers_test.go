@@ -125,3 +125,8 @@ func regex(s string) *StringMatch  { return &StringMatch{Regex: ptr(s)} }
 func cluster(port uint32, subset, host string) string {
 	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "|" + subset + "|" + host
 }
+
+// newRequestInfo reads r as ServeHTTP does, without normalizing its path.
+func newRequestInfo(r *http.Request) requestInfo {
+	return requestInfoFor(r, r.URL.EscapedPath())
+}

@@ -21,7 +21,8 @@ func init() {
 }
 
 // Handler routes requests as Envoy routes an Istio HTTP route
-// configuration. It finds the virtual host of the request's host (exact
+// configuration. It first normalizes the request path as Istio's mesh
+// pathNormalization says (see PathNormalization), then finds the virtual host of the request's host (exact
 // host:port, exact host, longest *.suffix, then *), takes the first route
 // of that virtual host whose match holds, and then answers with the
 // route's redirect or direct response, or picks one of its weighted
@@ -36,8 +37,29 @@ type Handler struct {
 	// host only.
 	VirtualHosts []*VirtualHost `json:"virtual_hosts,omitempty"`
 
-	hosts  hostTable
-	logger *zap.Logger
+	// PathNormalization is how the request path is normalized before
+	// routing, as Istio's MeshConfig pathNormalization. The normalized path
+	// is both matched and forwarded to the destination; the query string is
+	// kept as sent. Values:
+	//
+	//   - NONE: the path is routed and forwarded as sent.
+	//   - BASE: RFC 3986 normalization as Envoy's normalize_path does it:
+	//     "." and ".." segments removed, percent-encoded unreserved
+	//     characters (ALPHA, DIGIT, '-', '.', '_', '~') decoded, '\'
+	//     turned into '/'. A path containing %00 is rejected with 400.
+	//   - MERGE_SLASHES: BASE, then runs of '/' merged into one.
+	//   - DECODE_AND_MERGE_SLASHES: %2F, %2f, %5C and %5c decoded to '/'
+	//     and '\' first, then MERGE_SLASHES.
+	//
+	// DEFAULT, Istio's name for BASE, is accepted. In every mode a
+	// "#fragment" sent in the path is dropped, as Istio's Envoy does.
+	//
+	// Default: BASE
+	PathNormalization string `json:"path_normalization,omitempty"`
+
+	hosts             hostTable
+	pathNormalization pathNormalization
+	logger            *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -52,6 +74,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // clusters in the istio app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+
+	if h.PathNormalization == "" {
+		h.PathNormalization = pathNormalizationBase
+	}
+	var err error
+	if h.pathNormalization, err = parsePathNormalization(h.PathNormalization); err != nil {
+		return err
+	}
 
 	// The istio app may be absent (e.g. routes made only of redirects);
 	// its destinations then answer 503.
@@ -153,9 +183,13 @@ func (h *Handler) resolveDestination(dc *Destination, rc *Route, app *istioapp.A
 	return d
 }
 
-// ServeHTTP routes the request.
+// ServeHTTP normalizes the request path and routes the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	ri := newRequestInfo(r)
+	path, err := h.normalizeRequestPath(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	ri := requestInfoFor(r, path)
 	vh, rt, m := h.findRoute(&ri)
 	if vh == nil {
 		return caddyhttp.Error(http.StatusNotFound, errNoVirtualHost)

@@ -118,15 +118,14 @@ type match struct {
 // computed once per request.
 type requestInfo struct {
 	r *http.Request
-	// path is the path as sent (still escaped), without the query.
+	// path is the path, normalized as the handler's path_normalization
+	// says and still escaped, without the query.
 	path   string
 	scheme string
 }
 
-// newRequestInfo reads r. It allocates only for paths with escapes that Go
-// had to decode.
-func newRequestInfo(r *http.Request) requestInfo {
-	path := r.URL.EscapedPath()
+// requestInfoFor reads r, whose escaped path is path.
+func requestInfoFor(r *http.Request, path string) requestInfo {
 	if path == "" {
 		path = "/" // absolute-form request without a path
 	}
