@@ -1,5 +1,11 @@
 package istioroute
 
+import (
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-istio/caddy-istio/modules/istiofault"
+)
+
 // This file holds the JSON configuration types of the istio_route handler:
 // the contract between the adapter (which compiles VirtualServices into them)
 // and the runtime. Field names follow Istio's, in Caddy's snake_case.
@@ -47,6 +53,117 @@ type Route struct {
 
 	// DirectResponse answers with a fixed status and body instead of proxying.
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
+
+	// Rewrite changes the path and/or authority before proxying.
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+
+	// Timeout bounds the whole upstream exchange, retries included (not a
+	// fault delay). Default: 0, no timeout (Istio's default).
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Retries is the retry policy. Nil means no retries; the adapter writes
+	// Istio's default policy explicitly when a VirtualService has none.
+	Retries *RetryPolicy `json:"retries,omitempty"`
+
+	// Fault is applied before the request is proxied (and before Timeout
+	// starts). An injected abort is never retried.
+	Fault *istiofault.Fault `json:"fault,omitempty"`
+
+	// Mirrors receive a fire-and-forget copy of the requests the route
+	// proxies; their responses and failures never affect the client.
+	Mirrors []*Mirror `json:"mirrors,omitempty"`
+
+	// CORS is the route's CORS policy.
+	CORS *CORSPolicy `json:"cors,omitempty"`
+
+	// Headers are the route-level header operations. They apply to proxied
+	// requests and responses, and to redirects and direct responses
+	// (response operations only).
+	Headers *Headers `json:"headers,omitempty"`
+}
+
+// Rewrite is Istio's HTTPRewrite.
+type Rewrite struct {
+	// URI replaces the matched prefix when the matching alternative used a
+	// uri prefix match, and the whole path otherwise (Envoy prefix_rewrite).
+	// The query string is kept.
+	URI string `json:"uri,omitempty"`
+	// URIRegex rewrites the path with an RE2 substitution (Envoy
+	// regex_rewrite): every match of Match is replaced by Rewrite, where \1
+	// names a capture group.
+	URIRegex *RegexRewrite `json:"uri_regex,omitempty"`
+	// Authority replaces the Host header sent upstream.
+	Authority string `json:"authority,omitempty"`
+}
+
+// RegexRewrite is Istio's RegexRewrite.
+type RegexRewrite struct {
+	Match   string `json:"match"`
+	Rewrite string `json:"rewrite"`
+}
+
+// RetryPolicy is Istio's HTTPRetry as Envoy runs it.
+type RetryPolicy struct {
+	// Attempts is the number of retries after the first try (Envoy
+	// num_retries). 0 disables retries.
+	Attempts int `json:"attempts"`
+	// PerTryTimeout bounds each try, the first included. Default: 0, none.
+	PerTryTimeout caddy.Duration `json:"per_try_timeout,omitempty"`
+	// RetryOn lists Envoy retry conditions: 5xx, gateway-error, reset,
+	// reset-before-request, connect-failure, envoy-ratelimited,
+	// retriable-4xx, refused-stream, retriable-status-codes,
+	// retriable-headers, http3-post-connect-failure, and the gRPC ones
+	// cancelled, deadline-exceeded, internal, resource-exhausted,
+	// unavailable.
+	RetryOn []string `json:"retry_on,omitempty"`
+	// RetriableStatusCodes are retried when RetryOn has
+	// retriable-status-codes.
+	RetriableStatusCodes []int `json:"retriable_status_codes,omitempty"`
+	// RetryRemoteLocalities lets retries go to other localities.
+	RetryRemoteLocalities bool `json:"retry_remote_localities,omitempty"`
+	// AllowPreviousHosts turns off Istio's default preference for a host
+	// not tried before (retryIgnorePreviousHosts: false).
+	AllowPreviousHosts bool `json:"allow_previous_hosts,omitempty"`
+	// Backoff is the base interval of the exponential, jittered back-off
+	// between tries (the maximum is 10 times it). Default: 25ms.
+	Backoff caddy.Duration `json:"backoff,omitempty"`
+}
+
+// Mirror is one mirror target (Istio mirror/mirrors).
+type Mirror struct {
+	// Cluster receives the copy, e.g. outbound|8000|v2|httpbin.default.svc.cluster.local.
+	Cluster string `json:"cluster"`
+	// Percentage of requests mirrored, 0 to 100. The adapter writes 100
+	// when Istio's percentage is absent.
+	Percentage float64 `json:"percentage"`
+}
+
+// CORSPolicy is Istio's CorsPolicy as Envoy's CORS filter runs it.
+type CORSPolicy struct {
+	// AllowOrigins are matched against the Origin header.
+	AllowOrigins  []*StringMatch `json:"allow_origins,omitempty"`
+	AllowMethods  []string       `json:"allow_methods,omitempty"`
+	AllowHeaders  []string       `json:"allow_headers,omitempty"`
+	ExposeHeaders []string       `json:"expose_headers,omitempty"`
+	// MaxAge in whole seconds; 0 sends no Access-Control-Max-Age.
+	MaxAge int64 `json:"max_age,omitempty"`
+	// AllowCredentials: nil sends nothing, otherwise "true"/"false" as Envoy.
+	AllowCredentials *bool `json:"allow_credentials,omitempty"`
+	// UnmatchedPreflights is FORWARD (default) or IGNORE.
+	UnmatchedPreflights string `json:"unmatched_preflights,omitempty"`
+}
+
+// Headers are Istio's request and response header operations.
+type Headers struct {
+	Request  *HeaderOperations `json:"request,omitempty"`
+	Response *HeaderOperations `json:"response,omitempty"`
+}
+
+// HeaderOperations: Set overwrites, Add appends a value, Remove deletes.
+type HeaderOperations struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Add    map[string]string `json:"add,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
 }
 
 // Redirect is Istio's HTTPRedirect (Envoy RedirectAction).
@@ -125,6 +242,10 @@ type Destination struct {
 
 	// Weight relative to the other destinations of the route.
 	Weight int32 `json:"weight,omitempty"`
+
+	// Headers are this destination's header operations; on a conflicting
+	// set they win over the route-level ones.
+	Headers *Headers `json:"headers,omitempty"`
 }
 
 // The handler's own JSON: see Handler in istioroute.go, whose config fields
