@@ -1,9 +1,11 @@
 package istioapp
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -30,8 +32,11 @@ type endpointSet struct {
 
 // GetUpstreams returns new Upstream values on every call (the handler
 // mutates them), always in the same order. No endpoints gives an empty
-// list, for which reverse_proxy answers 503.
+// list, for which reverse_proxy answers 503. The request's UpstreamHints
+// leave out endpoints already tried and restore X-Forwarded-Host.
 func (s *endpointSet) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
+	hints := upstreamHintsFrom(r)
+	hints.fixForwardedHost(r)
 	if s.originalDestinationPort != "" {
 		host := originalHost(r)
 		if host == "" {
@@ -42,13 +47,77 @@ func (s *endpointSet) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 	if len(s.dials) == 0 {
 		return nil, nil
 	}
-	values := make([]reverseproxy.Upstream, len(s.dials))
-	upstreams := make([]*reverseproxy.Upstream, len(s.dials))
-	for i, dial := range s.dials {
+	dials := hints.untried(s.dials)
+	values := make([]reverseproxy.Upstream, len(dials))
+	upstreams := make([]*reverseproxy.Upstream, len(dials))
+	for i, dial := range dials {
 		values[i].Dial = dial
 		upstreams[i] = &values[i]
 	}
 	return upstreams, nil
+}
+
+// UpstreamHints is what the istio_route handler tells the cluster upstream
+// source about one request, through the request context (see
+// WithUpstreamHints). The route handler runs the attempts of a request one
+// after the other, so the hints need no locking.
+type UpstreamHints struct {
+	// Tried are the dial addresses (host:port, as the placeholder
+	// {http.reverse_proxy.upstream.hostport}) of the earlier attempts.
+	// While endpoints not in Tried remain, only those are offered, as
+	// Envoy's previous_hosts retry predicate.
+	Tried []string
+
+	// ForwardedHost, when set, is the Host the client sent, for a request
+	// whose Host the route rewrote: reverse_proxy derives X-Forwarded-Host
+	// from the rewritten Host, and Envoy sends the original one.
+	ForwardedHost string
+}
+
+type upstreamHintsKey struct{}
+
+// WithUpstreamHints returns ctx carrying hints for the upstream sources of
+// the istio app clusters.
+func WithUpstreamHints(ctx context.Context, hints *UpstreamHints) context.Context {
+	return context.WithValue(ctx, upstreamHintsKey{}, hints)
+}
+
+// upstreamHintsFrom returns the hints of r, or nil.
+func upstreamHintsFrom(r *http.Request) *UpstreamHints {
+	hints, _ := r.Context().Value(upstreamHintsKey{}).(*UpstreamHints)
+	return hints
+}
+
+// untried returns the dials not tried yet, or all of them when every one
+// was tried (or nothing was).
+func (h *UpstreamHints) untried(dials []string) []string {
+	if h == nil || len(h.Tried) == 0 {
+		return dials
+	}
+	var left []string
+	for _, dial := range dials {
+		if !slices.Contains(h.Tried, dial) {
+			left = append(left, dial)
+		}
+	}
+	if len(left) == 0 {
+		return dials
+	}
+	return left
+}
+
+// fixForwardedHost sets X-Forwarded-Host to the client's Host on the
+// request reverse_proxy is about to send (GetUpstreams is called with it,
+// after reverse_proxy set the header from the rewritten Host). A header
+// reverse_proxy was told to omit stays omitted.
+func (h *UpstreamHints) fixForwardedHost(r *http.Request) {
+	if h == nil || h.ForwardedHost == "" {
+		return
+	}
+	if v, ok := r.Header["X-Forwarded-Host"]; ok && v == nil {
+		return
+	}
+	r.Header["X-Forwarded-Host"] = []string{h.ForwardedHost}
 }
 
 // originalHost is the host name the client asked for, without port: the

@@ -216,3 +216,58 @@ http://127.0.0.1:` + strconv.Itoa(port) + ` {
 		}
 	}
 }
+
+func TestUpstreamHints(t *testing.T) {
+	set := &endpointSet{dials: []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}}
+	dials := func(hints *UpstreamHints) []string {
+		t.Helper()
+		r := httptest.NewRequest("GET", "http://reviews/", nil)
+		if hints != nil {
+			r = r.WithContext(WithUpstreamHints(r.Context(), hints))
+		}
+		ups, err := set.GetUpstreams(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, u := range ups {
+			out = append(out, u.Dial)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		hints *UpstreamHints
+		want  string
+	}{
+		{"no hints", nil, "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"},
+		{"nothing tried", &UpstreamHints{}, "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"},
+		{"one tried", &UpstreamHints{Tried: []string{"10.0.0.2:80"}}, "10.0.0.1:80 10.0.0.3:80"},
+		{"two tried", &UpstreamHints{Tried: []string{"10.0.0.1:80", "10.0.0.3:80"}}, "10.0.0.2:80"},
+		{"all tried", &UpstreamHints{Tried: []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}}, "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"},
+		{"unknown tried", &UpstreamHints{Tried: []string{"10.9.9.9:80"}}, "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"},
+	} {
+		if got := strings.Join(dials(tc.hints), " "); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+
+	t.Run("forwarded host", func(t *testing.T) {
+		r := httptest.NewRequest("GET", "http://new-host/", nil)
+		r.Header.Set("X-Forwarded-Host", "new-host")
+		r = r.WithContext(WithUpstreamHints(r.Context(), &UpstreamHints{ForwardedHost: "old-host:8080"}))
+		if _, err := set.GetUpstreams(r); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Header.Get("X-Forwarded-Host"); got != "old-host:8080" {
+			t.Errorf("X-Forwarded-Host %q, want old-host:8080", got)
+		}
+		r.Header["X-Forwarded-Host"] = nil // omitted by reverse_proxy configuration
+		if _, err := set.GetUpstreams(r); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := r.Header["X-Forwarded-Host"]; !ok || v != nil {
+			t.Errorf("omitted X-Forwarded-Host became %q", v)
+		}
+	})
+}
