@@ -10,6 +10,8 @@ modules=(
 	caddy.adapters.istio
 	istio
 	http.handlers.istio_route
+	http.handlers.istio_fault
+	http.reverse_proxy.upstreams.istio
 )
 
 caddy_version=v2.11.9
