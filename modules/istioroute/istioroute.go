@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -132,6 +132,12 @@ func (h *Handler) compileRoute(rc *Route, app *istioapp.App) (*route, error) {
 		rt.matches = append(rt.matches, m)
 	}
 
+	routeRequestOps, routeResponseOps, err := compileHeaders(rc.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("headers: %v", err)
+	}
+	rt.responseOps = joinOps(routeResponseOps)
+
 	actions := 0
 	if len(rc.Route) > 0 {
 		actions++
@@ -140,7 +146,14 @@ func (h *Handler) compileRoute(rc *Route, app *istioapp.App) (*route, error) {
 			if dc == nil {
 				return nil, fmt.Errorf("destination %d: null", i)
 			}
-			dests = append(dests, h.resolveDestination(dc, rc, app))
+			d := h.resolveDestination(dc, rc, app)
+			requestOps, responseOps, err := compileHeaders(dc.Headers)
+			if err != nil {
+				return nil, fmt.Errorf("destination %d: headers: %v", i, err)
+			}
+			d.requestOps = joinOps(routeRequestOps, requestOps)
+			d.responseOps = joinOps(routeResponseOps, responseOps)
+			dests = append(dests, d)
 		}
 		if err := rt.setDestinations(dests); err != nil {
 			return nil, err
@@ -163,7 +176,69 @@ func (h *Handler) compileRoute(rc *Route, app *istioapp.App) (*route, error) {
 	if actions != 1 {
 		return nil, fmt.Errorf("exactly one of route, redirect and direct_response is required")
 	}
+	if err := h.compileRouteFeatures(rt, rc, app); err != nil {
+		return nil, err
+	}
 	return rt, nil
+}
+
+// compileRouteFeatures compiles what a route does beyond choosing its
+// action. Rewrite, timeout, retries and mirrors only apply to routes that
+// proxy, as in Envoy, where redirects and direct responses have no route
+// action to carry them.
+func (h *Handler) compileRouteFeatures(rt *route, rc *Route, app *istioapp.App) error {
+	var err error
+	if rt.cors, err = compileCORS(rc.CORS); err != nil {
+		return fmt.Errorf("cors: %v", err)
+	}
+	if rc.Fault != nil {
+		if err := rc.Fault.Provision(); err != nil {
+			return fmt.Errorf("fault: %v", err)
+		}
+		rt.fault = rc.Fault
+	}
+	if rc.Timeout < 0 {
+		return fmt.Errorf("timeout %s: must not be negative", time.Duration(rc.Timeout))
+	}
+	if rt.rewrite, err = compileRewrite(rc.Rewrite); err != nil {
+		return fmt.Errorf("rewrite: %v", err)
+	}
+	if rt.retry, err = compileRetryPolicy(rc.Retries); err != nil {
+		return fmt.Errorf("retries: %v", err)
+	}
+	for i, mc := range rc.Mirrors {
+		if mc == nil {
+			return fmt.Errorf("mirror %d: null", i)
+		}
+		if mc.Percentage < 0 || mc.Percentage > 100 {
+			return fmt.Errorf("mirror %d: percentage %v must be in 0..100", i, mc.Percentage)
+		}
+		mr := &mirror{cluster: mc.Cluster, ppm: uint32(mc.Percentage * 10000)}
+		if app != nil {
+			mr.handler = app.ClusterHandler(mc.Cluster)
+		}
+		if mr.handler == nil {
+			h.logger.Warn("mirror cluster not found; nothing will be mirrored to it",
+				zap.String("cluster", mc.Cluster),
+				zap.String("route", rc.Name),
+				zap.String("virtual_service", rc.VirtualService))
+		}
+		if mr.ppm > 0 {
+			rt.mirrors = append(rt.mirrors, mr)
+		}
+	}
+	if len(rt.destinations) > 0 {
+		rt.timeout = time.Duration(rc.Timeout)
+	} else {
+		rt.rewrite, rt.retry, rt.mirrors = nil, nil, nil
+	}
+
+	rt.plain = rt.cors == nil && rt.fault == nil && rt.rewrite == nil && rt.timeout == 0 &&
+		rt.retry == nil && len(rt.mirrors) == 0 && len(rt.responseOps) == 0
+	for _, d := range rt.destinations {
+		rt.plain = rt.plain && len(d.requestOps) == 0 && len(d.responseOps) == 0
+	}
+	return nil
 }
 
 // resolveDestination looks the destination's cluster up in the istio app.
@@ -198,6 +273,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusNotFound, errNoRoute)
 	}
 
+	if !rt.plain {
+		return h.serveRoute(w, r, &ri, vh, rt, m, next)
+	}
+
 	switch {
 	case rt.directResponse != nil:
 		serveDirectResponse(w, rt.directResponse)
@@ -208,13 +287,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	d := rt.pick()
-	if c := h.logger.Check(zapcore.DebugLevel, "routed"); c != nil {
-		c.Write(
-			zap.String("virtual_host", vh.name),
-			zap.String("route", rt.name),
-			zap.String("virtual_service", rt.virtualService),
-			zap.String("cluster", d.cluster))
-	}
+	h.logRouted(vh, rt, d)
 	if d.handler == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, d.notFound)
 	}

@@ -3,8 +3,10 @@ package istioroute
 import (
 	"fmt"
 	weakrand "math/rand/v2"
+	"time"
 
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+	"github.com/caddy-istio/caddy-istio/modules/istiofault"
 )
 
 // virtualHost is a compiled VirtualHost.
@@ -29,6 +31,22 @@ type route struct {
 
 	redirect       *redirect
 	directResponse *DirectResponse
+
+	// plain is true when the route has none of the features below, so
+	// ServeHTTP takes the short path that does not allocate.
+	plain bool
+
+	cors    *corsPolicy
+	fault   *istiofault.Fault
+	rewrite *rewrite
+	// timeout bounds the upstream exchange, retries included; 0 is none.
+	timeout time.Duration
+	// retry is nil for no retries.
+	retry   *retryPolicy
+	mirrors []*mirror
+	// responseOps are the route's response header operations, for
+	// redirects and direct responses (destinations have their own list).
+	responseOps headerOpsList
 }
 
 // destination is a weighted destination, resolved to its cluster.
@@ -40,6 +58,10 @@ type destination struct {
 	handler *istioapp.ClusterHandler
 	// notFound is the error reported when handler is nil.
 	notFound error
+
+	// requestOps and responseOps are the route's header operations
+	// followed by the destination's, which so win on set conflicts.
+	requestOps, responseOps headerOpsList
 }
 
 // match returns the first route of vh whose match holds, and the

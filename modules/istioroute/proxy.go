@@ -1,0 +1,284 @@
+package istioroute
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+)
+
+// upstreamHostportPlaceholder is where reverse_proxy leaves the address
+// of the endpoint an attempt went to.
+const upstreamHostportPlaceholder = "http.reverse_proxy.upstream.hostport"
+
+// serveRoute answers a request whose route has more than a plain action:
+// CORS, a fault, header operations, a rewrite, a timeout, retries or
+// mirrors. The order is Istio's filter chain: CORS, then fault, then the
+// router (redirect, direct response or proxy).
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, ri *requestInfo, vh *virtualHost, rt *route, m *match, next caddyhttp.Handler) error {
+	var corsOrigin string
+	if rt.cors != nil {
+		origin, done := rt.cors.handle(w, r)
+		if done {
+			return nil
+		}
+		corsOrigin = origin
+	}
+
+	var d *destination
+	responseOps := rt.responseOps
+	if len(rt.destinations) > 0 {
+		d = rt.pick()
+		responseOps = d.responseOps
+	}
+	if len(responseOps) > 0 || corsOrigin != "" {
+		w = &responseEditor{
+			ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+			ops:                   responseOps,
+			cors:                  rt.cors,
+			corsOrigin:            corsOrigin,
+		}
+	}
+
+	if rt.fault != nil {
+		aborted, err := rt.fault.Apply(w, r)
+		if err != nil || aborted {
+			return err
+		}
+	}
+
+	switch {
+	case rt.directResponse != nil:
+		serveDirectResponse(w, rt.directResponse)
+		return nil
+	case rt.redirect != nil:
+		rt.redirect.serve(w, ri, m.matchedPrefixLen(ri.path))
+		return nil
+	}
+	h.logRouted(vh, rt, d)
+	if d.handler == nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, d.notFound)
+	}
+	return h.proxy(w, r, ri, rt, m, d, next)
+}
+
+// logRouted logs the routing decision at debug level.
+func (h *Handler) logRouted(vh *virtualHost, rt *route, d *destination) {
+	if c := h.logger.Check(zapcore.DebugLevel, "routed"); c != nil {
+		c.Write(
+			zap.String("virtual_host", vh.name),
+			zap.String("route", rt.name),
+			zap.String("virtual_service", rt.virtualService),
+			zap.String("cluster", d.cluster))
+	}
+}
+
+// proxy sends the request to d's cluster: the request header operations
+// and the rewrite change a copy of r, mirrors get copies of that, and the
+// attempts run under the route timeout with the retry policy.
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo, rt *route, m *match, d *destination, next caddyhttp.Handler) error {
+	up := r.Clone(r.Context())
+	d.requestOps.apply(up.Header)
+	var hints *istioapp.UpstreamHints
+	if rt.rewrite != nil {
+		rt.rewrite.apply(up, ri.path, m.matchedPrefixLen(ri.path))
+		if rt.rewrite.authority != "" {
+			hints = &istioapp.UpstreamHints{ForwardedHost: r.Host}
+		}
+	}
+
+	policy := rt.retry
+	if isUpgrade(r) {
+		policy = nil // a hijacked connection cannot be replayed
+	}
+	var body []byte
+	replayable := true
+	if (policy != nil || len(rt.mirrors) > 0) && hasBody(r) {
+		var err error
+		if body, replayable, err = bufferBody(up); err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, err)
+		}
+	}
+	if !replayable {
+		policy = nil
+	}
+
+	if replayable && !isUpgrade(r) {
+		for _, mr := range rt.mirrors {
+			if mr.handler != nil && mr.drawn() {
+				h.sendMirror(mr, up, body, orDefault(rt.timeout, defaultMirrorTimeout))
+			}
+		}
+	}
+
+	if policy == nil && rt.timeout == 0 {
+		if hints != nil {
+			up = up.WithContext(istioapp.WithUpstreamHints(up.Context(), hints))
+		}
+		return d.handler.ServeHTTP(w, up, next)
+	}
+
+	ctx := r.Context()
+	if rt.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		defer cancel()
+	}
+	routeCtx := ctx
+	if policy != nil && !policy.allowPrevious && hints == nil {
+		hints = new(istioapp.UpstreamHints)
+	}
+	if hints != nil {
+		ctx = istioapp.WithUpstreamHints(ctx, hints)
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+
+	for attempt := 0; ; attempt++ {
+		last := policy == nil || attempt >= policy.attempts
+		attemptCtx := ctx
+		cancelAttempt := func() {}
+		if policy != nil && policy.perTryTimeout > 0 {
+			attemptCtx, cancelAttempt = context.WithTimeout(ctx, policy.perTryTimeout)
+		}
+		ar := up.WithContext(attemptCtx)
+		if body != nil {
+			ar.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		aw := newAttemptWriter(w, policy)
+		if last {
+			aw.policy = nil // the last response goes to the client, as in Envoy
+		}
+		if repl != nil {
+			repl.Delete(upstreamHostportPlaceholder)
+		}
+		err := serveAttempt(d.handler, aw, ar, next)
+		perTryTimedOut := errors.Is(attemptCtx.Err(), context.DeadlineExceeded) && routeCtx.Err() == nil
+		cancelAttempt()
+		if aw.committed {
+			return err
+		}
+		if errors.Is(routeCtx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+			return writeUpstreamTimeout(w)
+		}
+		if r.Context().Err() != nil {
+			return err // the client went away
+		}
+		retry := !last && (aw.discarded || (err != nil && policy.retriableError(err, perTryTimedOut) && !isNoUpstream(err)))
+		if !retry {
+			if perTryTimedOut {
+				return writeUpstreamTimeout(w)
+			}
+			return err
+		}
+		if repl != nil && !policy.allowPrevious {
+			if addr, _ := repl.GetString(upstreamHostportPlaceholder); addr != "" {
+				hints.Tried = append(hints.Tried, addr)
+			}
+		}
+		if c := h.logger.Check(zapcore.DebugLevel, "retrying"); c != nil {
+			c.Write(zap.String("cluster", d.cluster), zap.Int("attempt", attempt+1),
+				zap.Int("discarded_status", aw.status), zap.Error(err))
+		}
+		timer := time.NewTimer(policy.backoff(attempt + 1))
+		select {
+		case <-timer.C:
+		case <-routeCtx.Done():
+			timer.Stop()
+			if r.Context().Err() == nil {
+				return writeUpstreamTimeout(w)
+			}
+			return caddyhttp.Error(499, r.Context().Err())
+		}
+	}
+}
+
+// serveAttempt runs one attempt. A response that was being discarded and
+// whose body copy failed makes reverse_proxy panic with
+// http.ErrAbortHandler; that only ends the attempt.
+func serveAttempt(ch *istioapp.ClusterHandler, aw *attemptWriter, r *http.Request, next caddyhttp.Handler) (err error) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			if rec == http.ErrAbortHandler && aw.discarded {
+				err = errDiscardedResponseAborted
+				return
+			}
+			panic(rec)
+		}
+	}()
+	return ch.ServeHTTP(aw, r, next)
+}
+
+var errDiscardedResponseAborted = errors.New("discarded retriable response aborted")
+
+// upstreamTimeoutBody is Envoy's local reply when the route timeout (or
+// the last per-try timeout) expires.
+const upstreamTimeoutBody = "upstream request timeout"
+
+// writeUpstreamTimeout answers 504 as Envoy does on an upstream timeout.
+func writeUpstreamTimeout(w http.ResponseWriter) error {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", strconv.Itoa(len(upstreamTimeoutBody)))
+	w.WriteHeader(http.StatusGatewayTimeout)
+	_, _ = io.WriteString(w, upstreamTimeoutBody)
+	return nil
+}
+
+// isNoUpstream reports reverse_proxy's "no upstreams available", which
+// Envoy answers locally (no healthy upstream) without retrying.
+func isNoUpstream(err error) bool {
+	var he caddyhttp.HandlerError
+	return errors.As(err, &he) && he.StatusCode == http.StatusServiceUnavailable &&
+		strings.Contains(err.Error(), "no upstreams available")
+}
+
+// hasBody reports whether r may have a body.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// isUpgrade reports a protocol upgrade (e.g. websocket).
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect
+}
+
+// bufferBody reads r's body into memory so attempts and mirrors can send
+// it again. A body larger than retryBodyLimit is left to stream once
+// (replayable false), as Envoy stops retrying when its buffer overflows.
+func bufferBody(r *http.Request) (body []byte, replayable bool, err error) {
+	if r.ContentLength > retryBodyLimit {
+		return nil, false, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, retryBodyLimit+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(buf) > retryBodyLimit {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+		return nil, false, nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	return buf, true, nil
+}
+
+// orDefault returns d if set, otherwise fallback.
+func orDefault(d, fallback time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return fallback
+}

@@ -1,0 +1,297 @@
+package istioroute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	weakrand "math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// Envoy's retry_on conditions.
+const (
+	retryOn5xx                  = "5xx"
+	retryOnGatewayError         = "gateway-error"
+	retryOnReset                = "reset"
+	retryOnResetBeforeRequest   = "reset-before-request"
+	retryOnConnectFailure       = "connect-failure"
+	retryOnEnvoyRateLimited     = "envoy-ratelimited"
+	retryOnRetriable4xx         = "retriable-4xx"
+	retryOnRefusedStream        = "refused-stream"
+	retryOnRetriableStatusCodes = "retriable-status-codes"
+	retryOnRetriableHeaders     = "retriable-headers"
+	retryOnHTTP3PostConnect     = "http3-post-connect-failure"
+	retryOnCancelled            = "cancelled"
+	retryOnDeadlineExceeded     = "deadline-exceeded"
+	retryOnInternal             = "internal"
+	retryOnResourceExhausted    = "resource-exhausted"
+	retryOnUnavailable          = "unavailable"
+)
+
+// retryCondition is a set of retry_on conditions.
+type retryCondition uint32
+
+const (
+	condStatus5xx retryCondition = 1 << iota
+	condGatewayError
+	condReset
+	condResetBeforeRequest
+	condConnectFailure
+	condEnvoyRateLimited
+	condRetriable4xx
+	condRefusedStream
+	condRetriableStatusCodes
+	condGRPCCancelled
+	condGRPCDeadlineExceeded
+	condGRPCInternal
+	condGRPCResourceExhausted
+	condGRPCUnavailable
+)
+
+var retryConditions = map[string]retryCondition{
+	retryOn5xx:                  condStatus5xx,
+	retryOnGatewayError:         condGatewayError,
+	retryOnReset:                condReset,
+	retryOnResetBeforeRequest:   condResetBeforeRequest,
+	retryOnConnectFailure:       condConnectFailure,
+	retryOnEnvoyRateLimited:     condEnvoyRateLimited,
+	retryOnRetriable4xx:         condRetriable4xx,
+	retryOnRefusedStream:        condRefusedStream,
+	retryOnRetriableStatusCodes: condRetriableStatusCodes,
+	// retriable-headers needs Envoy's retriable_headers list, which Istio
+	// does not expose, so it never matches; HTTP/3 is not proxied.
+	retryOnRetriableHeaders:  0,
+	retryOnHTTP3PostConnect:  0,
+	retryOnCancelled:         condGRPCCancelled,
+	retryOnDeadlineExceeded:  condGRPCDeadlineExceeded,
+	retryOnInternal:          condGRPCInternal,
+	retryOnResourceExhausted: condGRPCResourceExhausted,
+	retryOnUnavailable:       condGRPCUnavailable,
+}
+
+// grpcStatusConditions maps grpc-status codes to their condition.
+var grpcStatusConditions = map[string]retryCondition{
+	"1":  condGRPCCancelled,
+	"4":  condGRPCDeadlineExceeded,
+	"8":  condGRPCResourceExhausted,
+	"13": condGRPCInternal,
+	"14": condGRPCUnavailable,
+}
+
+// defaultRetryOn is Istio's retry_on when a policy has none.
+var defaultRetryOn = []string{retryOnConnectFailure, retryOnRefusedStream, retryOnUnavailable, retryOnCancelled, retryOnRetriableStatusCodes}
+
+// defaultRetryBackoff is Envoy's default base interval.
+const defaultRetryBackoff = 25 * time.Millisecond
+
+// retryBodyLimit is how much of a request body is kept to replay it on a
+// retry (or send it to mirrors), as Envoy's default buffer limit; a larger
+// body is sent once and not mirrored.
+const retryBodyLimit = 1 << 20
+
+// retryPolicy is a compiled RetryPolicy.
+type retryPolicy struct {
+	attempts       int // retries after the first try
+	perTryTimeout  time.Duration
+	on             retryCondition
+	statusCodes    []int
+	allowPrevious  bool
+	backoffBase    time.Duration
+	backoffMaximum time.Duration
+}
+
+// compileRetryPolicy checks p; nil or no attempts gives nil (no retries).
+func compileRetryPolicy(p *RetryPolicy) (*retryPolicy, error) {
+	if p == nil {
+		return nil, nil
+	}
+	if p.Attempts < 0 {
+		return nil, fmt.Errorf("attempts %d: must not be negative", p.Attempts)
+	}
+	if p.PerTryTimeout < 0 || p.Backoff < 0 {
+		return nil, fmt.Errorf("per_try_timeout and backoff must not be negative")
+	}
+	if p.Attempts == 0 {
+		return nil, nil
+	}
+	c := &retryPolicy{
+		attempts:      p.Attempts,
+		perTryTimeout: time.Duration(p.PerTryTimeout),
+		allowPrevious: p.AllowPreviousHosts,
+		backoffBase:   time.Duration(p.Backoff),
+	}
+	if c.backoffBase == 0 {
+		c.backoffBase = defaultRetryBackoff
+	}
+	c.backoffMaximum = 10 * c.backoffBase
+	on := p.RetryOn
+	if len(on) == 0 {
+		on = defaultRetryOn
+	}
+	for _, name := range on {
+		cond, ok := retryConditions[strings.TrimSpace(name)]
+		if !ok {
+			return nil, fmt.Errorf("unknown retry_on condition %q", name)
+		}
+		c.on |= cond
+	}
+	for _, code := range p.RetriableStatusCodes {
+		if code < 100 || code > 599 {
+			return nil, fmt.Errorf("retriable status code %d: must be in 100..599", code)
+		}
+	}
+	c.statusCodes = slices.Clone(p.RetriableStatusCodes)
+	return c, nil
+}
+
+// retriableResponse reports whether a response with this status and these
+// headers is retried, as Envoy's retry state does on upstream headers.
+func (p *retryPolicy) retriableResponse(code int, h http.Header) bool {
+	switch {
+	case p.on&condStatus5xx != 0 && code >= 500:
+		return true
+	case p.on&condGatewayError != 0 && (code == 502 || code == 503 || code == 504):
+		return true
+	case p.on&condRetriable4xx != 0 && code == http.StatusConflict:
+		return true
+	case p.on&condRetriableStatusCodes != 0 && slices.Contains(p.statusCodes, code):
+		return true
+	case p.on&condEnvoyRateLimited != 0 && h.Get("X-Envoy-Ratelimited") != "":
+		return true
+	}
+	// gRPC conditions are read from a trailers-only response, whose
+	// grpc-status comes with the headers.
+	if p.on&(condGRPCCancelled|condGRPCDeadlineExceeded|condGRPCInternal|condGRPCResourceExhausted|condGRPCUnavailable) != 0 {
+		if v := h.Get("Grpc-Status"); v != "" {
+			return p.on&grpcStatusConditions[v] != 0
+		}
+	}
+	return false
+}
+
+// retriableError reports whether an attempt that ended with err, and no
+// response, is retried. The proxy's DialError is Envoy's connection
+// failure, which nothing reached the upstream before; other transport
+// errors are resets after the request was (maybe) sent; a per-try timeout
+// counts as a reset, as in Envoy.
+func (p *retryPolicy) retriableError(err error, perTryTimedOut bool) bool {
+	any5xx := condStatus5xx | condGatewayError | condReset
+	if perTryTimedOut {
+		return p.on&any5xx != 0
+	}
+	if errors.Is(err, context.Canceled) {
+		return false // the client went away
+	}
+	var dialErr reverseproxy.DialError
+	if errors.As(err, &dialErr) {
+		return p.on&(any5xx|condConnectFailure|condResetBeforeRequest) != 0
+	}
+	if p.on&condRefusedStream != 0 && strings.Contains(err.Error(), "REFUSED_STREAM") {
+		return true
+	}
+	return p.on&any5xx != 0
+}
+
+// backoff is the wait before retry number n (1 for the first retry):
+// Envoy's jittered exponential back-off, a random duration below
+// (2^n - 1) times the base, capped at the maximum.
+func (p *retryPolicy) backoff(n int) time.Duration {
+	limit := p.backoffMaximum
+	if n < 8 {
+		limit = min(limit, time.Duration((1<<n)-1)*p.backoffBase)
+	}
+	if limit <= 0 {
+		return 0
+	}
+	return time.Duration(weakrand.Int64N(int64(limit)))
+}
+
+// attemptWriter receives one attempt's response. While more attempts may
+// follow, a retriable response is discarded instead of written, so the
+// next attempt can answer; anything else goes through to the client
+// untouched, as it streams. The upstream's headers are kept apart until
+// the response is accepted, so a discarded one leaves nothing behind.
+type attemptWriter struct {
+	w      http.ResponseWriter
+	header http.Header
+	// policy decides which responses are discarded; nil discards none.
+	policy *retryPolicy
+
+	committed bool // the response went to the client
+	discarded bool // the response was retriable and dropped
+	status    int  // of a discarded response
+}
+
+func newAttemptWriter(w http.ResponseWriter, policy *retryPolicy) *attemptWriter {
+	return &attemptWriter{w: w, header: make(http.Header), policy: policy}
+}
+
+func (a *attemptWriter) Header() http.Header { return a.header }
+
+func (a *attemptWriter) WriteHeader(code int) {
+	if a.committed {
+		a.w.WriteHeader(code) // a misbehaving caller; let the real writer complain
+		return
+	}
+	if a.discarded {
+		return
+	}
+	h := a.w.Header()
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		// 1xx: forward, without keeping its headers for the final response.
+		for k, v := range a.header {
+			h[k] = v
+		}
+		a.w.WriteHeader(code)
+		for k := range a.header {
+			delete(h, k)
+		}
+		return
+	}
+	if a.policy != nil && a.policy.retriableResponse(code, a.header) {
+		a.discarded, a.status = true, code
+		return
+	}
+	for k, v := range a.header {
+		h[k] = v
+	}
+	a.committed = true
+	a.w.WriteHeader(code)
+}
+
+func (a *attemptWriter) Write(p []byte) (int, error) {
+	if !a.committed && !a.discarded {
+		a.WriteHeader(http.StatusOK)
+	}
+	if a.discarded {
+		return len(p), nil
+	}
+	return a.w.Write(p)
+}
+
+// FlushError flushes an accepted response; there is nothing to flush
+// before, and a discarded one is never flushed.
+func (a *attemptWriter) FlushError() error {
+	if !a.committed {
+		return nil
+	}
+	return http.NewResponseController(a.w).Flush()
+}
+
+// Flush implements http.Flusher.
+func (a *attemptWriter) Flush() { _ = a.FlushError() }
+
+// Unwrap lets http.ResponseController reach the connection, e.g. to
+// hijack it after a 101 Switching Protocols.
+func (a *attemptWriter) Unwrap() http.ResponseWriter { return a.w }
+
+// Interface guards
+var (
+	_ http.ResponseWriter = (*attemptWriter)(nil)
+	_ http.Flusher        = (*attemptWriter)(nil)
+)
