@@ -1,6 +1,7 @@
 package istioroute
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -296,8 +297,21 @@ func TestRetries(t *testing.T) {
 		http.NotFound(w, r)
 	})
 
+	var grpcHits atomic.Int32
+	grpcBackend := funcBackend(t, "grpc", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		if grpcHits.Add(1) == 1 { // trailers-only UNAVAILABLE
+			w.Header().Set("Grpc-Status", "14")
+			return
+		}
+		w.Header().Set("Trailer", "Grpc-Status")
+		_, _ = io.WriteString(w, "message")
+		w.Header().Set("Grpc-Status", "0")
+	})
+
 	app := new(istioapp.App)
 	mixed := addService(app, "mixed.test", busy.endpoint(nil), ok.endpoint(nil))
+	grpcCluster := addService(app, "grpc.test", grpcBackend.endpoint(nil))
 	allBusy := addService(app, "busy.test", busy.endpoint(nil))
 	dead := addService(app, "dead.test", deadEndpoint(t), ok.endpoint(nil))
 	slowCluster := addService(app, "slow.test", slow.endpoint(nil))
@@ -314,6 +328,7 @@ func TestRetries(t *testing.T) {
 		single("dead.test", &Route{Route: []*Destination{{Cluster: dead}}, Retries: retry()}), // Istio's default retry_on
 		single("slow.test", &Route{Route: []*Destination{{Cluster: slowCluster}}, Retries: &RetryPolicy{Attempts: 2, RetryOn: []string{"5xx"}, PerTryTimeout: caddy.Duration(200 * time.Millisecond)}}),
 		single("hang.test", &Route{Route: []*Destination{{Cluster: hangCluster}}, Timeout: caddy.Duration(200 * time.Millisecond), Retries: &RetryPolicy{Attempts: 5, RetryOn: []string{"5xx"}, PerTryTimeout: caddy.Duration(150 * time.Millisecond)}}),
+		single("grpc.test", &Route{Route: []*Destination{{Cluster: grpcCluster}}, Retries: &RetryPolicy{Attempts: 2}}),
 		single("missing.test", &Route{Route: []*Destination{{Cluster: missing}}, Retries: retry("5xx", "gateway-error")}),
 	)
 	srv := front(t, h)
@@ -384,6 +399,23 @@ func TestRetries(t *testing.T) {
 		got := send(t, srv, "GET", "/", "hang.test", "")
 		if got.code != 504 || got.body != "upstream request timeout" {
 			t.Errorf("got %d %q, want 504 upstream request timeout", got.code, got.body)
+		}
+	})
+
+	t.Run("gRPC unavailable retried by default, trailers passed", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", srv.URL+"/pkg.Service/Method", strings.NewReader("request"))
+		req.Host = "grpc.test"
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != "message" || resp.Trailer.Get("Grpc-Status") != "0" || resp.Header.Get("Grpc-Status") != "" {
+			t.Errorf("got %q, header %v, trailer %v", body, resp.Header, resp.Trailer)
+		}
+		if n := grpcHits.Load(); n != 2 {
+			t.Errorf("%d attempts, want 2", n)
 		}
 	})
 
@@ -593,5 +625,40 @@ func TestGoExpansion(t *testing.T) {
 		if got := goExpansion(in); got != want {
 			t.Errorf("goExpansion(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestStreamingThroughRetries(t *testing.T) {
+	clientRead := make(chan struct{})
+	streamed := make(chan bool, 1)
+	app := new(istioapp.App)
+	stream := addService(app, "stream.test", streamingBackend(t, clientRead, streamed).endpoint(nil))
+	h := provisionHandler(t, newContext(t, app), single("stream.test", &Route{
+		Route:   []*Destination{{Cluster: stream}},
+		Retries: &RetryPolicy{Attempts: 2, RetryOn: []string{"5xx"}},
+		Timeout: caddy.Duration(10 * time.Second),
+		Headers: &Headers{Response: &HeaderOperations{Set: map[string]string{"x-route": "1"}}},
+	}))
+	srv := front(t, h)
+	req, _ := http.NewRequest("GET", srv.URL+"/events", nil)
+	req.Host = "stream.test"
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("X-Route") != "1" {
+		t.Errorf("response header operations not applied: %v", resp.Header)
+	}
+	r := bufio.NewReader(resp.Body)
+	if first, err := r.ReadString('\n'); err != nil || first != "first\n" {
+		t.Fatalf("first chunk %q, %v", first, err)
+	}
+	close(clientRead)
+	if second, err := r.ReadString('\n'); err != nil || second != "second\n" {
+		t.Fatalf("second chunk %q, %v", second, err)
+	}
+	if !<-streamed {
+		t.Error("the first chunk reached the client only after the response ended")
 	}
 }

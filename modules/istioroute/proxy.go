@@ -123,7 +123,13 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		}
 	}
 
-	if policy == nil && rt.timeout == 0 {
+	timeout := rt.timeout
+	if isUpgrade(r) {
+		// The exchange of an upgraded connection lasts as long as the
+		// connection; a route timeout would cut it.
+		timeout = 0
+	}
+	if policy == nil && timeout == 0 {
 		if hints != nil {
 			up = up.WithContext(istioapp.WithUpstreamHints(up.Context(), hints))
 		}
@@ -131,9 +137,9 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	}
 
 	ctx := r.Context()
-	if rt.timeout > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	routeCtx := ctx

@@ -231,7 +231,14 @@ func newAttemptWriter(w http.ResponseWriter, policy *retryPolicy) *attemptWriter
 	return &attemptWriter{w: w, header: make(http.Header), policy: policy}
 }
 
-func (a *attemptWriter) Header() http.Header { return a.header }
+// Header is the attempt's own header map until the response is accepted,
+// and then the client's (reverse_proxy sets trailers there after the body).
+func (a *attemptWriter) Header() http.Header {
+	if a.committed {
+		return a.w.Header()
+	}
+	return a.header
+}
 
 func (a *attemptWriter) WriteHeader(code int) {
 	if a.committed {
