@@ -24,6 +24,7 @@ func clusterName(port uint32, subset, host string) string {
 // each with the traffic policy Istio would resolve for it.
 func (t *translator) buildClusters() {
 	policies := t.hostPolicies()
+	t.policies = policies
 	used := make(map[*hostPolicy]bool)
 	for _, svc := range t.services {
 		hp := policyFor(policies, svc.Hostname)

@@ -3,6 +3,7 @@ package istio
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -34,6 +35,44 @@ type meshListener struct {
 	// implicit is true for the listener that exists because no Sidecar
 	// says otherwise; it is left out when it would serve nothing.
 	implicit bool
+	// proxies are the caller identities of the listener, one per Sidecar
+	// that defines it (see proxyIdentity).
+	proxies []proxyIdentity
+}
+
+// proxyIdentity is who this Caddy is, for a listener, when Istio evaluates
+// match.gateways, match.sourceLabels and match.sourceNamespace at
+// configuration time against the proxy a route is built for. This Caddy is
+// not a Kubernetes pod, so its identity is defined from the resources
+// that configure the listener:
+//
+//   - a mesh listener of a Sidecar: the Sidecar's workloadSelector.labels
+//     (none without a selector) and the Sidecar's namespace;
+//   - the default mesh listener (no Sidecar): no labels, namespace
+//     "default";
+//   - a Gateway listener: the Gateway's selector labels and namespace.
+//
+// When several Sidecars (or Gateways) share one listener, a match
+// alternative is kept if it holds for one of them: Istio would build the
+// route for that proxy, and the listener serves them all.
+type proxyIdentity struct {
+	gateway   string // "mesh", or the Gateway as "namespace/name"
+	labels    map[string]string
+	namespace string
+}
+
+// defaultProxyNamespace is the namespace of the default mesh listener's
+// identity.
+const defaultProxyNamespace = "default"
+
+// addProxy adds id to the identities of l once.
+func (l *meshListener) addProxy(id proxyIdentity) {
+	for _, p := range l.proxies {
+		if p.namespace == id.namespace && maps.Equal(p.labels, id.labels) {
+			return
+		}
+	}
+	l.proxies = append(l.proxies, id)
 }
 
 // egressHost is one entry "ns/dnsName" of a Sidecar egress listener.
@@ -118,7 +157,8 @@ func newServer(listen string, vhosts []*istioroute.VirtualHost) *caddyhttp.Serve
 // the same address merge their hosts.
 func (t *translator) meshListeners() []*meshListener {
 	if len(t.sidecars) == 0 {
-		return []*meshListener{{name: "mesh", listen: t.meshListen(), all: true, implicit: true}}
+		return []*meshListener{{name: "mesh", listen: t.meshListen(), all: true, implicit: true,
+			proxies: []proxyIdentity{{gateway: meshGateway, namespace: defaultProxyNamespace}}}}
 	}
 	var out []*meshListener
 	byListen := make(map[string]*meshListener)
@@ -133,8 +173,9 @@ func (t *translator) meshListeners() []*meshListener {
 	}
 	for _, sc := range t.sidecars {
 		obj, spec := sc.obj, sc.spec
+		id := proxyIdentity{gateway: meshGateway, labels: spec.GetWorkloadSelector().GetLabels(), namespace: obj.Namespace}
 		if spec.GetWorkloadSelector() != nil {
-			t.warn(obj, "spec.workloadSelector", "not implemented yet: the Sidecar applies to this whole proxy")
+			t.warn(obj, "spec.workloadSelector", "not implemented yet: the Sidecar applies to this whole proxy (its labels are this proxy's labels for match.sourceLabels)")
 		}
 		if len(spec.GetIngress()) > 0 {
 			t.warn(obj, "spec.ingress", notImplemented)
@@ -146,7 +187,9 @@ func (t *translator) meshListeners() []*meshListener {
 			t.warn(obj, "spec.outboundTrafficPolicy", notImplemented+" (requests to unknown hosts get 404)")
 		}
 		if len(spec.GetEgress()) == 0 {
-			get(t.meshListen(), "mesh", 0).all = true
+			l := get(t.meshListen(), "mesh", 0)
+			l.all = true
+			l.addProxy(id)
 			continue
 		}
 		for i, e := range spec.GetEgress() {
@@ -174,6 +217,7 @@ func (t *translator) meshListeners() []*meshListener {
 				}
 				l = get(t.meshListen(), "mesh", 0)
 			}
+			l.addProxy(id)
 			for _, h := range e.GetHosts() {
 				ns, name := splitNamespacedHost(h)
 				l.hosts = append(l.hosts, egressHost{namespace: ns, dnsName: name, own: obj.Namespace})

@@ -2,6 +2,7 @@ package istio
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,9 +20,9 @@ type routeScope struct {
 	// the destination port of last resort.
 	port uint32
 
-	// gateways the routes are built for: "mesh", or Gateways as
-	// "namespace/name".
-	gateways map[string]bool
+	// proxies are the identities the routes are built for (see
+	// proxyIdentity); an alternative is kept if it holds for one of them.
+	proxies []proxyIdentity
 }
 
 // builtRoute is a translated route and whether it matches every request.
@@ -30,20 +31,16 @@ type builtRoute struct {
 	catchAll bool
 }
 
-// httpRoutes translates the http routes of vs for scope, in order. As
-// Istio, it stops after the first route that matches every request: the
-// ones after it are unreachable.
+// httpRoutes translates the http routes of vs for scope, in order, with
+// its delegates merged in. As Istio, it stops after the first route that
+// matches every request: the ones after it are unreachable.
 func (t *translator) httpRoutes(vs *virtualService, scope routeScope) []builtRoute {
 	var out []builtRoute
-	routes := vs.spec.GetHttp()
-	for i, r := range routes {
-		path := fmt.Sprintf("spec.http[%d]", i)
-		t.checkRouteFields(vs, path, r)
-		if r.GetDelegate() != nil {
-			t.warn(vs.obj, path+".delegate", "not implemented yet: this route is dropped")
-			continue
-		}
-		matches, catchAll, ok := t.routeMatches(vs, path, r.GetMatch(), scope)
+	routes := t.expandedRoutes(vs)
+	for i, sr := range routes {
+		r := sr.http
+		t.checkRouteFields(sr)
+		matches, catchAll, ok := t.routeMatches(sr, scope)
 		if !ok {
 			continue // no alternative applies to this listener
 		}
@@ -60,11 +57,12 @@ func (t *translator) httpRoutes(vs *virtualService, scope routeScope) []builtRou
 		default:
 			for j, d := range r.GetRoute() {
 				route.Route = append(route.Route, &istioroute.Destination{
-					Cluster: t.destinationCluster(vs, fmt.Sprintf("%s.route[%d].destination", path, j), d.GetDestination(), scope.port),
+					Cluster: t.destinationCluster(sr.at(fmt.Sprintf("route[%d].destination", j)), d.GetDestination(), scope.port),
 					Weight:  d.GetWeight(),
 				})
 			}
 		}
+		t.routeModifiers(route, sr, scope)
 		if catchAll {
 			route.Match = nil // what is left matches every request
 		}
@@ -73,7 +71,7 @@ func (t *translator) httpRoutes(vs *virtualService, scope routeScope) []builtRou
 			// Validation already warns about a route without match that is
 			// not the last one.
 			if len(r.GetMatch()) > 0 {
-				t.warnUnreachable(vs, path, routes[i+1:], i+1, scope)
+				t.warnUnreachable(sr, routes[i+1:], scope)
 			}
 			break
 		}
@@ -81,66 +79,93 @@ func (t *translator) httpRoutes(vs *virtualService, scope routeScope) []builtRou
 	return out
 }
 
-// warnUnreachable warns about the first of rest (starting at index first)
-// that would apply to scope but comes after the catch-all route at path.
-func (t *translator) warnUnreachable(vs *virtualService, path string, rest []*networking.HTTPRoute, first int, scope routeScope) {
-	for k, r := range rest {
-		if !t.appliesTo(vs, r, scope) {
+// warnUnreachable warns about the first of rest that would apply to scope
+// but comes after the catch-all route sr.
+func (t *translator) warnUnreachable(sr *sourcedRoute, rest []*sourcedRoute, scope routeScope) {
+	for _, r := range rest {
+		if !appliesTo(r.http, scope) {
 			continue
 		}
-		t.warn(vs.obj, fmt.Sprintf("spec.http[%d]", first+k), fmt.Sprintf("unreachable on port %d: %s matches every request there, so this route and those after it are dropped (as Istio does)", scope.port, path))
+		catchAll := sr.path
+		if r.obj != sr.obj {
+			catchAll = sr.obj.Ref() + " " + catchAll
+		}
+		t.warn(r.obj, r.path, fmt.Sprintf("unreachable on port %d: %s matches every request there, so this route and those after it are dropped (as Istio does)", scope.port, catchAll))
 		return
 	}
 }
 
 // appliesTo reports whether route r has a match alternative that the
-// configuration-time selectors (match.gateways, match.port) keep in scope.
-func (t *translator) appliesTo(vs *virtualService, r *networking.HTTPRoute, scope routeScope) bool {
+// configuration-time selectors keep in scope.
+func appliesTo(r *networking.HTTPRoute, scope routeScope) bool {
 	if len(r.GetMatch()) == 0 {
 		return true
 	}
 	for _, m := range r.GetMatch() {
-		if gws := m.GetGateways(); len(gws) > 0 && !t.gatewaysInclude(vs, gws, scope.gateways) {
-			continue
+		if alternativeApplies(m, scope) {
+			return true
 		}
-		if m.GetPort() != 0 && m.GetPort() != scope.port {
-			continue
-		}
-		return true
 	}
 	return false
 }
 
+// alternativeApplies evaluates the configuration-time selectors of match
+// alternative m (whose gateways are "namespace/name") for scope, as
+// Istio's TranslateRoute and sourceMatchHTTP: match.port must be the
+// listener port; then, for one proxy of the scope, match.gateways must
+// name its gateway when set, and otherwise sourceLabels must be a subset
+// of its labels and sourceNamespace (when set) its namespace.
+func alternativeApplies(m *networking.HTTPMatchRequest, scope routeScope) bool {
+	if m.GetPort() != 0 && m.GetPort() != scope.port {
+		return false
+	}
+	for _, p := range scope.proxies {
+		if gws := m.GetGateways(); len(gws) > 0 {
+			if slices.Contains(gws, p.gateway) {
+				return true
+			}
+			continue
+		}
+		if !labelsSubset(m.GetSourceLabels(), p.labels) {
+			continue
+		}
+		if ns := m.GetSourceNamespace(); ns == "" || ns == p.namespace {
+			return true
+		}
+	}
+	return false
+}
+
+// labelsSubset reports whether every label of sub is in labels.
+func labelsSubset(sub, labels map[string]string) bool {
+	for k, v := range sub {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}
+
 // routeMatches translates the match alternatives of a route for scope.
 // Alternatives that cannot apply to the listener (match.port,
-// match.gateways) or that need what is not implemented (sourceLabels,
-// sourceNamespace, JWT claims) are dropped; ok is false when the route had
+// match.gateways, sourceLabels, sourceNamespace) or that need what is not
+// implemented (JWT claims) are dropped; ok is false when the route had
 // alternatives and none is left. catchAll reports whether the route
 // matches every request.
-func (t *translator) routeMatches(vs *virtualService, path string, matches []*networking.HTTPMatchRequest, scope routeScope) (out []*istioroute.Match, catchAll, ok bool) {
+func (t *translator) routeMatches(sr *sourcedRoute, scope routeScope) (out []*istioroute.Match, catchAll, ok bool) {
+	matches := sr.http.GetMatch()
 	if len(matches) == 0 {
 		return nil, true, true
 	}
 	for j, m := range matches {
-		mp := fmt.Sprintf("%s.match[%d]", path, j)
+		ref := sr.matchPaths[j]
 		if m.GetStatPrefix() != "" {
-			t.warn(vs.obj, mp+".statPrefix", notImplemented)
+			t.warn(ref.obj, ref.path+".statPrefix", "used for metrics, not implemented yet")
 		}
-		if gws := m.GetGateways(); len(gws) > 0 && !t.gatewaysInclude(vs, gws, scope.gateways) {
+		if !alternativeApplies(m, scope) {
 			continue
 		}
-		if m.GetPort() != 0 && m.GetPort() != scope.port {
-			continue
-		}
-		if len(m.GetSourceLabels()) > 0 {
-			t.warn(vs.obj, mp+".sourceLabels", "not implemented yet: this match alternative is dropped (never matched)")
-			continue
-		}
-		if m.GetSourceNamespace() != "" {
-			t.warn(vs.obj, mp+".sourceNamespace", "not implemented yet: this match alternative is dropped (never matched)")
-			continue
-		}
-		match, usable := t.matchOf(vs, mp, m)
+		match, usable := t.matchOf(ref, m)
 		if !usable {
 			continue
 		}
@@ -154,7 +179,8 @@ func (t *translator) routeMatches(vs *virtualService, path string, matches []*ne
 }
 
 // matchOf translates one HTTPMatchRequest (without its config-time parts).
-func (t *translator) matchOf(vs *virtualService, mp string, m *networking.HTTPMatchRequest) (*istioroute.Match, bool) {
+func (t *translator) matchOf(ref fieldRef, m *networking.HTTPMatchRequest) (*istioroute.Match, bool) {
+	mp := ref.path
 	match := &istioroute.Match{
 		Name:          m.GetName(),
 		URI:           stringMatchOf(m.GetUri()),
@@ -168,11 +194,11 @@ func (t *translator) matchOf(vs *virtualService, mp string, m *networking.HTTPMa
 		key := strings.ToLower(name)
 		switch {
 		case strings.HasPrefix(name, "@request.auth.claims"):
-			t.warn(vs.obj, mp+".headers."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
+			t.warn(ref.obj, mp+".headers."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
 			usable = false
 			continue
 		case key == "uri" || key == "scheme" || key == "method" || key == "authority":
-			t.warn(vs.obj, mp+".headers."+name, fmt.Sprintf("ignored, as in Istio: use match.%s", key))
+			t.warn(ref.obj, mp+".headers."+name, fmt.Sprintf("ignored, as in Istio: use match.%s", key))
 			continue
 		}
 		if match.Headers == nil {
@@ -183,7 +209,7 @@ func (t *translator) matchOf(vs *virtualService, mp string, m *networking.HTTPMa
 	for _, name := range sortedKeys(m.GetWithoutHeaders()) {
 		key := strings.ToLower(name)
 		if strings.HasPrefix(name, "@request.auth.claims") {
-			t.warn(vs.obj, mp+".withoutHeaders."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
+			t.warn(ref.obj, mp+".withoutHeaders."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
 			usable = false
 			continue
 		}
@@ -282,13 +308,13 @@ func directResponseOf(d *networking.HTTPDirectResponse) *istioroute.DirectRespon
 	return out
 }
 
-// destinationCluster names the cluster of destination d of vs, following
-// Istio's GetDestinationCluster: the port is d.port, else the service's
-// only port, else the listener port. A destination whose cluster does not
-// exist is kept (the runtime answers 503, as Envoy's "no cluster") with a
-// warning.
-func (t *translator) destinationCluster(vs *virtualService, field string, d *networking.Destination, listenerPort uint32) string {
-	host := expandHost(d.GetHost(), vs.obj.Namespace)
+// destinationCluster names the cluster of destination d (its host fully
+// qualified) written at ref, following Istio's GetDestinationCluster: the
+// port is d.port, else the service's only port, else the listener port. A
+// destination whose cluster does not exist is kept (the runtime answers
+// 503, as Envoy's "no cluster") with a warning.
+func (t *translator) destinationCluster(ref fieldRef, d *networking.Destination, listenerPort uint32) string {
+	host := expandHost(d.GetHost(), ref.obj.Namespace)
 	svc := t.serviceByHost[host]
 	port := listenerPort
 	switch {
@@ -300,46 +326,16 @@ func (t *translator) destinationCluster(vs *virtualService, field string, d *net
 	name := clusterName(port, d.GetSubset(), host)
 	switch {
 	case svc == nil:
-		t.warn(vs.obj, field+".host", fmt.Sprintf("destination host %s is not a known service (no ServiceEntry or Service): requests to it get 503", host))
+		t.warn(ref.obj, ref.path+".host", fmt.Sprintf("destination host %s is not a known service (no ServiceEntry or Service): requests to it get 503", host))
 	case t.clusterByName[name] != nil:
 	case svc.port(port) == nil:
-		t.warn(vs.obj, field, fmt.Sprintf("service %s has no port %d: requests to it get 503", host, port))
+		t.warn(ref.obj, ref.path, fmt.Sprintf("service %s has no port %d: requests to it get 503", host, port))
 	case svc.port(port).Protocol == "UDP":
-		t.warn(vs.obj, field, fmt.Sprintf("port %d of service %s is UDP: requests to it get 503", port, host))
+		t.warn(ref.obj, ref.path, fmt.Sprintf("port %d of service %s is UDP: requests to it get 503", port, host))
 	default:
-		t.warn(vs.obj, field+".subset", fmt.Sprintf("no DestinationRule defines subset %q of host %s: requests to it get 503", d.GetSubset(), host))
+		t.warn(ref.obj, ref.path+".subset", fmt.Sprintf("no DestinationRule defines subset %q of host %s: requests to it get 503", d.GetSubset(), host))
 	}
 	return name
-}
-
-// checkRouteFields warns about every HTTPRoute field that is not
-// translated.
-func (t *translator) checkRouteFields(vs *virtualService, path string, r *networking.HTTPRoute) {
-	unsupported := []struct {
-		field string
-		set   bool
-	}{
-		{"rewrite", r.GetRewrite() != nil},
-		{"timeout", r.GetTimeout() != nil},
-		{"retries", r.GetRetries() != nil},
-		{"fault", r.GetFault() != nil},
-		{"mirror", r.GetMirror() != nil},
-		{"mirrors", len(r.GetMirrors()) > 0},
-		{"mirrorPercentage", r.GetMirrorPercentage() != nil},
-		{"mirrorPercent", r.GetMirrorPercent() != nil},
-		{"corsPolicy", r.GetCorsPolicy() != nil},
-		{"headers", r.GetHeaders() != nil},
-	}
-	for _, u := range unsupported {
-		if u.set {
-			t.warn(vs.obj, path+"."+u.field, notImplemented)
-		}
-	}
-	for j, d := range r.GetRoute() {
-		if d.GetHeaders() != nil {
-			t.warn(vs.obj, fmt.Sprintf("%s.route[%d].headers", path, j), notImplemented)
-		}
-	}
 }
 
 // sortCatchAllLast moves the routes that match every request after the

@@ -114,13 +114,21 @@ func TestRouteTruncation(t *testing.T) {
 			want: []string{"* -> outbound|80||b.example.com"},
 		},
 		{
-			name: "sourceLabels drops the alternative",
+			name: "sourceLabels drops the alternative on the default listener (no labels)",
 			http: `
   - match: [{sourceLabels: {app: x}}]
     route: [{destination: {host: a.example.com}}]
   - route: [{destination: {host: b.example.com}}]`,
-			want:   []string{"* -> outbound|80||b.example.com"},
-			warned: "spec.http[0].match[0].sourceLabels: not implemented yet: this match alternative is dropped",
+			want: []string{"* -> outbound|80||b.example.com"},
+		},
+		{
+			name: "sourceNamespace default is the default listener's namespace",
+			http: `
+  - match: [{sourceNamespace: default}]
+    route: [{destination: {host: a.example.com}}]
+  - route: [{destination: {host: b.example.com}}]`,
+			want:   []string{"* -> outbound|80||a.example.com"},
+			warned: "spec.http[1]: unreachable on port 80",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

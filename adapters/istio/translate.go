@@ -31,6 +31,13 @@ type translator struct {
 	clusters      []*istioapp.Cluster
 	clusterByName map[string]*istioapp.Cluster
 
+	// policies are the merged DestinationRules by host.
+	policies []*hostPolicy
+
+	// expanded caches the http routes of each VirtualService with its
+	// delegates merged in.
+	expanded map[*virtualService][]*sourcedRoute
+
 	problems []istioyaml.Problem
 	warned   map[warningKey]bool
 }
@@ -74,6 +81,7 @@ func newTranslator(objs []*istioyaml.Object, opts Options) *translator {
 		serviceByHost: make(map[string]*service),
 		clusterByName: make(map[string]*istioapp.Cluster),
 		warned:        make(map[warningKey]bool),
+		expanded:      make(map[*virtualService][]*sourcedRoute),
 	}
 	for _, obj := range t.dedupe(objs) {
 		if obj.Service != nil {

@@ -47,17 +47,6 @@ func vsGateways(vs *virtualService) map[string]bool {
 	return out
 }
 
-// gatewaysInclude reports whether one of refs (match.gateways of vs) is in
-// scope.
-func (t *translator) gatewaysInclude(vs *virtualService, refs []string, scope map[string]bool) bool {
-	for _, r := range refs {
-		if scope[resolveGatewayRef(r, vs.obj.Namespace)] {
-			return true
-		}
-	}
-	return false
-}
-
 // checkVirtualServices warns about VirtualService fields that are not
 // translated and about gateways that do not exist.
 func (t *translator) checkVirtualServices() {
@@ -66,6 +55,11 @@ func (t *translator) checkVirtualServices() {
 		known[gw.ref()] = gw
 	}
 	for _, vs := range t.virtualServices {
+		if len(vs.spec.GetHosts()) == 0 {
+			// A delegate: its exportTo decides which roots may use it
+			// (see delegatedRoutes); it has no hosts of its own.
+			continue
+		}
 		if len(vs.spec.GetTcp()) > 0 {
 			t.warn(vs.obj, "spec.tcp", notImplemented)
 		}
@@ -136,7 +130,6 @@ type vhostEntry struct {
 // one per mesh VirtualService for its hosts that are not services.
 func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost {
 	meshVSs := t.meshVirtualServices()
-	mesh := map[string]bool{meshGateway: true}
 
 	services := append([]*service(nil), t.services...)
 	sort.SliceStable(services, func(i, j int) bool { return services[i].Hostname < services[j].Hostname })
@@ -161,11 +154,16 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 				Domains: serviceDomains(svc, port.Number, plain),
 			}
 			if vs != nil {
-				vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port.Number, gateways: mesh}))
+				vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port.Number, proxies: l.proxies}))
 			} else {
-				vh.Routes = []*istioroute.Route{{
+				// Istio's default route, with its default retry policy.
+				route := &istioroute.Route{
 					Route: []*istioroute.Destination{{Cluster: clusterName(port.Number, "", svc.Hostname)}},
-				}}
+				}
+				if runtimeImplements["retries"] {
+					route.Retries = retryPolicyOf(nil, false)
+				}
+				vh.Routes = []*istioroute.Route{route}
 			}
 			entries = append(entries, vhostEntry{vhost: vh, obj: svc.obj, field: svc.field})
 		}
@@ -214,7 +212,7 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 		if l.port != 0 {
 			vh.Name = hostPort(first, l.port)
 		}
-		vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port, gateways: mesh}))
+		vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port, proxies: l.proxies}))
 		entries = append(entries, vhostEntry{vhost: vh, obj: vs.obj, field: field})
 	}
 	return t.dedupeDomains(entries)
@@ -320,23 +318,29 @@ func (t *translator) dedupeDomains(entries []vhostEntry) []*istioroute.VirtualHo
 // the Host whatever its port.
 func (t *translator) gatewayVirtualHosts(l *gatewayListener) []*istioroute.VirtualHost {
 	type binding struct {
-		vs       *virtualService
-		gateways map[string]bool
+		vs      *virtualService
+		proxies []proxyIdentity
 	}
 	var domains []string
 	bindings := make(map[string][]*binding)
-	bind := func(domain string, vs *virtualService, gw string) {
+	bind := func(domain string, vs *virtualService, gw *gateway) {
 		list := bindings[domain]
 		if len(list) == 0 {
 			domains = append(domains, domain)
 		}
+		id := proxyIdentity{gateway: gw.ref(), labels: gw.spec.GetSelector(), namespace: gw.obj.Namespace}
 		for _, b := range list {
 			if b.vs == vs {
-				b.gateways[gw] = true
+				for _, p := range b.proxies {
+					if p.gateway == id.gateway {
+						return
+					}
+				}
+				b.proxies = append(b.proxies, id)
 				return
 			}
 		}
-		bindings[domain] = append(list, &binding{vs: vs, gateways: map[string]bool{gw: true}})
+		bindings[domain] = append(list, &binding{vs: vs, proxies: []proxyIdentity{id}})
 	}
 	for _, vs := range t.virtualServices {
 		if len(vs.spec.GetHttp()) == 0 {
@@ -356,7 +360,7 @@ func (t *translator) gatewayVirtualHosts(l *gatewayListener) []*istioroute.Virtu
 						continue
 					}
 					if d, ok := intersectHosts(dnsName, host); ok {
-						bind(strings.ToLower(d), vs, gwRef)
+						bind(strings.ToLower(d), vs, s.gw)
 					}
 				}
 			}
@@ -366,7 +370,7 @@ func (t *translator) gatewayVirtualHosts(l *gatewayListener) []*istioroute.Virtu
 	for _, d := range domains {
 		var routes []builtRoute
 		for _, b := range bindings[d] {
-			routes = append(routes, t.httpRoutes(b.vs, routeScope{port: l.port, gateways: b.gateways})...)
+			routes = append(routes, t.httpRoutes(b.vs, routeScope{port: l.port, proxies: b.proxies})...)
 		}
 		sortCatchAllLast(routes)
 		out = append(out, &istioroute.VirtualHost{Name: d, Domains: []string{d}, Routes: routesOf(routes)})
