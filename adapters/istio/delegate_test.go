@@ -188,7 +188,7 @@ spec:
 	if vh.Routes[0].Name != "root-v1" || vh.Routes[1].Name != "root-rest" {
 		t.Errorf("names %q, %q", vh.Routes[0].Name, vh.Routes[1].Name)
 	}
-	if runtimeImplements["timeout"] && (vh.Routes[0].Timeout != 3e9 || vh.Routes[1].Timeout != 1e9) {
+	if vh.Routes[0].Timeout != 3e9 || vh.Routes[1].Timeout != 1e9 {
 		t.Errorf("timeouts %v, %v: want the root's inherited, the delegate's kept", vh.Routes[0].Timeout, vh.Routes[1].Timeout)
 	}
 	if !hasWarning(warnings, "spec.http[1].match: not within the match of the delegating route spec.http[0]") {

@@ -15,67 +15,18 @@ import (
 	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
 
-// runtimeImplements says which HTTPRoute modifiers the istio_route
-// runtime implements: it refuses a config with a field it does not
-// implement, so a modifier it lacks is not emitted (it is warned about as
-// not implemented). Keys are Istio's HTTPRoute field names; "mirror"
-// stands for mirror, mirrors, mirrorPercentage and mirrorPercent.
-var runtimeImplements = map[string]bool{
-	"rewrite":    true,
-	"timeout":    true,
-	"retries":    true,
-	"fault":      true,
-	"mirror":     true,
-	"corsPolicy": true,
-	"headers":    true,
-}
-
-// checkRouteFields warns about the HTTPRoute modifiers of sr that the
-// runtime does not implement yet.
-func (t *translator) checkRouteFields(sr *sourcedRoute) {
-	r := sr.http
-	for _, f := range []struct {
-		field, feature string
-		set            bool
-	}{
-		{"rewrite", "rewrite", r.GetRewrite() != nil},
-		{"timeout", "timeout", r.GetTimeout() != nil},
-		{"retries", "retries", r.GetRetries() != nil},
-		{"fault", "fault", r.GetFault() != nil},
-		{"mirror", "mirror", r.GetMirror() != nil},
-		{"mirrors", "mirror", len(r.GetMirrors()) > 0},
-		{"mirrorPercentage", "mirror", r.GetMirrorPercentage() != nil},
-		{"mirrorPercent", "mirror", r.GetMirrorPercent() != nil}, //nolint:staticcheck // deprecated, still honoured
-		{"corsPolicy", "corsPolicy", r.GetCorsPolicy() != nil},
-		{"headers", "headers", r.GetHeaders() != nil},
-	} {
-		if f.set && !runtimeImplements[f.feature] {
-			t.warnAt(sr.at(f.field), notImplemented)
-		}
-	}
-	if !runtimeImplements["headers"] {
-		for j, d := range r.GetRoute() {
-			if d.GetHeaders() != nil {
-				t.warnAt(sr.at(fmt.Sprintf("route[%d].headers", j)), notImplemented)
-			}
-		}
-	}
-}
-
 // routeModifiers translates the modifiers of sr into route, whose action
 // is already set. As Istio, rewrite, timeout, retries and mirrors only
 // apply to routes that proxy; headers (response operations), fault and
 // CORS apply to redirects and direct responses too.
 func (t *translator) routeModifiers(route *istioroute.Route, sr *sourcedRoute, scope routeScope) {
 	r := sr.http
-	headers, authority := t.headersOf(sr.at("headers"), r.GetHeaders())
-	if runtimeImplements["headers"] {
-		route.Headers = headers
-	}
-	if f := r.GetFault(); f != nil && runtimeImplements["fault"] {
+	var authority string
+	route.Headers, authority = t.headersOf(sr.at("headers"), r.GetHeaders())
+	if f := r.GetFault(); f != nil {
 		route.Fault = t.faultOf(sr.at("fault"), f)
 	}
-	if c := r.GetCorsPolicy(); c != nil && runtimeImplements["corsPolicy"] {
+	if c := r.GetCorsPolicy(); c != nil {
 		route.CORS = corsOf(c)
 	}
 	if len(route.Route) == 0 {
@@ -98,10 +49,7 @@ func (t *translator) routeModifiers(route *istioroute.Route, sr *sourcedRoute, s
 
 	// The authority: a host or :authority header operation of the route,
 	// replaced by rewrite.authority, else the only destination's.
-	if !runtimeImplements["headers"] {
-		authority = ""
-	}
-	if rw := r.GetRewrite(); rw != nil && runtimeImplements["rewrite"] {
+	if rw := r.GetRewrite(); rw != nil {
 		route.Rewrite = &istioroute.Rewrite{URI: rw.GetUri()}
 		if rr := rw.GetUriRegexRewrite(); rr != nil {
 			route.Rewrite = &istioroute.Rewrite{URIRegex: &istioroute.RegexRewrite{Match: rr.GetMatch(), Rewrite: rr.GetRewrite()}}
@@ -111,7 +59,7 @@ func (t *translator) routeModifiers(route *istioroute.Route, sr *sourcedRoute, s
 		}
 	}
 	for j, d := range r.GetRoute() {
-		if d.GetHeaders() == nil || !runtimeImplements["headers"] {
+		if d.GetHeaders() == nil {
 			continue
 		}
 		ref := sr.at(fmt.Sprintf("route[%d].headers", j))
@@ -128,30 +76,22 @@ func (t *translator) routeModifiers(route *istioroute.Route, sr *sourcedRoute, s
 			authority = da
 		}
 	}
-	switch {
-	case authority == "":
-	case runtimeImplements["rewrite"]:
+	if authority != "" {
 		if route.Rewrite == nil {
 			route.Rewrite = &istioroute.Rewrite{}
 		}
 		route.Rewrite.Authority = authority
-	default:
-		t.warnAt(sr.at("headers"), "the authority rewrite (host or :authority) is not implemented yet; ignored")
 	}
 	if route.Rewrite != nil && *route.Rewrite == (istioroute.Rewrite{}) {
 		route.Rewrite = nil
 	}
 
-	if d := r.GetTimeout(); d != nil && runtimeImplements["timeout"] {
+	if d := r.GetTimeout(); d != nil {
 		route.Timeout = caddy.Duration(d.AsDuration())
 	}
-	if runtimeImplements["retries"] {
-		consistentHash := len(r.GetRoute()) == 1 && t.destinationHash(r.GetRoute()[0].GetDestination()) != nil
-		route.Retries = retryPolicyOf(r.GetRetries(), consistentHash)
-	}
-	if runtimeImplements["mirror"] {
-		route.Mirrors = t.mirrorsOf(sr, scope)
-	}
+	consistentHash := len(r.GetRoute()) == 1 && t.destinationHash(r.GetRoute()[0].GetDestination()) != nil
+	route.Retries = retryPolicyOf(r.GetRetries(), consistentHash)
+	route.Mirrors = t.mirrorsOf(sr, scope)
 }
 
 // headersOf translates header operations written at ref, as Istio's

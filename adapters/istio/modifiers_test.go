@@ -400,10 +400,6 @@ func TestRouteModifiers(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !runtimeImplements["rewrite"] || !runtimeImplements["headers"] || !runtimeImplements["mirror"] ||
-				!runtimeImplements["corsPolicy"] || !runtimeImplements["retries"] || !runtimeImplements["timeout"] {
-				t.Skip("a modifier is not implemented by the runtime")
-			}
 			a, warnings := adaptInline(t, meshVS(`[{name: http, port: 80}]`, tc.http))
 			vh := a.vhost("mesh", host)
 			if vh == nil || len(vh.Routes) != 1 {

@@ -39,7 +39,6 @@ func (t *translator) httpRoutes(vs *virtualService, scope routeScope) []builtRou
 	routes := t.expandedRoutes(vs)
 	for i, sr := range routes {
 		r := sr.http
-		t.checkRouteFields(sr)
 		matches, catchAll, ok := t.routeMatches(sr, scope)
 		if !ok {
 			continue // no alternative applies to this listener

@@ -157,13 +157,10 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 				vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port.Number, proxies: l.proxies}))
 			} else {
 				// Istio's default route, with its default retry policy.
-				route := &istioroute.Route{
-					Route: []*istioroute.Destination{{Cluster: clusterName(port.Number, "", svc.Hostname)}},
-				}
-				if runtimeImplements["retries"] {
-					route.Retries = retryPolicyOf(nil, false)
-				}
-				vh.Routes = []*istioroute.Route{route}
+				vh.Routes = []*istioroute.Route{{
+					Route:   []*istioroute.Destination{{Cluster: clusterName(port.Number, "", svc.Hostname)}},
+					Retries: retryPolicyOf(nil, false),
+				}}
 			}
 			entries = append(entries, vhostEntry{vhost: vh, obj: svc.obj, field: svc.field})
 		}
