@@ -4,6 +4,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioapp"
 )
 
 // benchmarkHandler is the route configuration of the benchmark protocol:
@@ -112,5 +117,32 @@ func TestRouteDecisionDoesNotAllocate(t *testing.T) {
 		if allocs := testing.AllocsPerRun(200, func() { decide(h, req) }); allocs != 0 {
 			t.Errorf("%s: %.1f allocations per decision, want 0", name, allocs)
 		}
+	}
+}
+
+// BenchmarkServe proxies through a plain route and through routes with
+// the features the adapter commonly emits (Istio's default retry policy;
+// a timeout and header operations), to a loopback backend.
+func BenchmarkServe(b *testing.B) {
+	app := new(istioapp.App)
+	c := addService(app, "a.test", newBackend(b, "a").endpoint(nil))
+	to := []*Destination{{Cluster: c}}
+	h := provisionHandler(b, newContext(b, app),
+		single("plain.test", &Route{Route: to}),
+		single("retries.test", &Route{Route: to, Retries: &RetryPolicy{Attempts: 2}}),
+		single("full.test", &Route{Route: to, Retries: &RetryPolicy{Attempts: 2}, Timeout: caddy.Duration(time.Minute),
+			Headers: &Headers{Request: &HeaderOperations{Set: map[string]string{"x-a": "1"}}, Response: &HeaderOperations{Remove: []string{"server"}}}}),
+	)
+	for _, host := range []string{"plain.test", "retries.test", "full.test"} {
+		b.Run(host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodGet, "/", nil)
+				req.Host = host
+				if res := serve(b, h, req); res.code != 200 {
+					b.Fatalf("status %d", res.code)
+				}
+			}
+		})
 	}
 }

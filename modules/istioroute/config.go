@@ -147,9 +147,12 @@ type CORSPolicy struct {
 	ExposeHeaders []string       `json:"expose_headers,omitempty"`
 	// MaxAge in whole seconds; 0 sends no Access-Control-Max-Age.
 	MaxAge int64 `json:"max_age,omitempty"`
-	// AllowCredentials: nil sends nothing, otherwise "true"/"false" as Envoy.
+	// AllowCredentials: true sends Access-Control-Allow-Credentials: true;
+	// false or nil send nothing, as Envoy's CORS filter.
 	AllowCredentials *bool `json:"allow_credentials,omitempty"`
-	// UnmatchedPreflights is FORWARD (default) or IGNORE.
+	// UnmatchedPreflights is FORWARD (default: a preflight whose origin is
+	// not allowed goes upstream) or IGNORE (it is answered 200 without
+	// CORS headers).
 	UnmatchedPreflights string `json:"unmatched_preflights,omitempty"`
 }
 

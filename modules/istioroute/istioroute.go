@@ -28,6 +28,18 @@ func init() {
 // route's redirect or direct response, or picks one of its weighted
 // destinations at random and proxies through that cluster of the istio app.
 //
+// Around that decision the route applies what Istio's HTTPRoute asks, in
+// the order of Istio's filter chain: CORS (a preflight from an allowed
+// origin is answered here), the fault (delay, then abort), then the
+// action. A proxied request gets the route's and the destination's request
+// header operations and the rewrite on the copy that goes upstream, is
+// copied to the mirrors, and is sent under the route timeout (504
+// "upstream request timeout" when it expires) with the retry policy: a
+// retriable response is discarded while attempts remain, the next attempt
+// prefers an endpoint not tried yet, and the last response is passed
+// through. Response header operations and CORS headers are applied to the
+// response that reaches the client.
+//
 // A request with no virtual host or no matching route gets 404, as Envoy's
 // "no route" (NR); a destination whose cluster does not exist gets 503, as
 // Envoy's "no cluster" (NC). Both are returned as handler errors, so the

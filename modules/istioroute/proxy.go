@@ -89,8 +89,13 @@ func (h *Handler) logRouted(vh *virtualHost, rt *route, d *destination) {
 // and the rewrite change a copy of r, mirrors get copies of that, and the
 // attempts run under the route timeout with the retry policy.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo, rt *route, m *match, d *destination, next caddyhttp.Handler) error {
-	up := r.Clone(r.Context())
-	d.requestOps.apply(up.Header)
+	// A shallow copy: the rewrite replaces URL and Host rather than
+	// changing them, and the header map is copied only when it changes.
+	up := r.WithContext(r.Context())
+	if len(d.requestOps) > 0 {
+		up.Header = r.Header.Clone()
+		d.requestOps.apply(up.Header)
+	}
 	var hints *istioapp.UpstreamHints
 	if rt.rewrite != nil {
 		rt.rewrite.apply(up, ri.path, m.matchedPrefixLen(ri.path))
