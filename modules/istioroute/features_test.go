@@ -309,8 +309,24 @@ func TestRetries(t *testing.T) {
 		w.Header().Set("Grpc-Status", "0")
 	})
 
+	var endlessHits atomic.Int32
+	endless := funcBackend(t, "endless", func(w http.ResponseWriter, r *http.Request) {
+		if endlessHits.Add(1) > 1 {
+			_, _ = io.WriteString(w, "fine")
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(make([]byte, 200<<10))
+		w.(http.Flusher).Flush()
+		select { // a 503 whose body never ends
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+
 	app := new(istioapp.App)
 	mixed := addService(app, "mixed.test", busy.endpoint(nil), ok.endpoint(nil))
+	endlessCluster := addService(app, "endless.test", endless.endpoint(nil))
 	grpcCluster := addService(app, "grpc.test", grpcBackend.endpoint(nil))
 	allBusy := addService(app, "busy.test", busy.endpoint(nil))
 	dead := addService(app, "dead.test", deadEndpoint(t), ok.endpoint(nil))
@@ -328,6 +344,7 @@ func TestRetries(t *testing.T) {
 		single("dead.test", &Route{Route: []*Destination{{Cluster: dead}}, Retries: retry()}), // Istio's default retry_on
 		single("slow.test", &Route{Route: []*Destination{{Cluster: slowCluster}}, Retries: &RetryPolicy{Attempts: 2, RetryOn: []string{"5xx"}, PerTryTimeout: caddy.Duration(200 * time.Millisecond)}}),
 		single("hang.test", &Route{Route: []*Destination{{Cluster: hangCluster}}, Timeout: caddy.Duration(200 * time.Millisecond), Retries: &RetryPolicy{Attempts: 5, RetryOn: []string{"5xx"}, PerTryTimeout: caddy.Duration(150 * time.Millisecond)}}),
+		single("endless.test", &Route{Route: []*Destination{{Cluster: endlessCluster}}, Retries: retry("5xx")}),
 		single("grpc.test", &Route{Route: []*Destination{{Cluster: grpcCluster}}, Retries: &RetryPolicy{Attempts: 2}}),
 		single("missing.test", &Route{Route: []*Destination{{Cluster: missing}}, Retries: retry("5xx", "gateway-error")}),
 	)
@@ -399,6 +416,12 @@ func TestRetries(t *testing.T) {
 		got := send(t, srv, "GET", "/", "hang.test", "")
 		if got.code != 504 || got.body != "upstream request timeout" {
 			t.Errorf("got %d %q, want 504 upstream request timeout", got.code, got.body)
+		}
+	})
+
+	t.Run("a discarded response with an endless body is cut", func(t *testing.T) {
+		if got := send(t, srv, "GET", "/", "endless.test", ""); got.code != 200 || got.body != "fine" {
+			t.Errorf("got %d %q, want 200 fine", got.code, got.body)
 		}
 	})
 

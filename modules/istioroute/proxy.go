@@ -159,15 +159,19 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	for attempt := 0; ; attempt++ {
 		last := policy == nil || attempt >= policy.attempts
 		attemptCtx := ctx
-		cancelAttempt := func() {}
-		if policy != nil && policy.perTryTimeout > 0 {
+		cancelAttempt := context.CancelFunc(func() {})
+		switch {
+		case policy != nil && policy.perTryTimeout > 0:
 			attemptCtx, cancelAttempt = context.WithTimeout(ctx, policy.perTryTimeout)
+		case !last:
+			attemptCtx, cancelAttempt = context.WithCancel(ctx)
 		}
 		ar := up.WithContext(attemptCtx)
 		if body != nil {
 			ar.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		aw := newAttemptWriter(w, policy)
+		aw.cancel = cancelAttempt
 		if last {
 			aw.policy = nil // the last response goes to the client, as in Envoy
 		}

@@ -222,10 +222,20 @@ type attemptWriter struct {
 	// policy decides which responses are discarded; nil discards none.
 	policy *retryPolicy
 
+	// cancel ends the attempt; called when a discarded body is too long
+	// to read to its end (Envoy resets the upstream stream at once; a
+	// short body is read so the connection can be reused).
+	cancel         context.CancelFunc
+	discardedBytes int
+
 	committed bool // the response went to the client
 	discarded bool // the response was retriable and dropped
 	status    int  // of a discarded response
 }
+
+// discardLimit is how much of a discarded response body is read before
+// the attempt is cut.
+const discardLimit = 64 << 10
 
 func newAttemptWriter(w http.ResponseWriter, policy *retryPolicy) *attemptWriter {
 	return &attemptWriter{w: w, header: make(http.Header), policy: policy}
@@ -276,6 +286,10 @@ func (a *attemptWriter) Write(p []byte) (int, error) {
 		a.WriteHeader(http.StatusOK)
 	}
 	if a.discarded {
+		a.discardedBytes += len(p)
+		if a.discardedBytes > discardLimit && a.cancel != nil {
+			a.cancel()
+		}
 		return len(p), nil
 	}
 	return a.w.Write(p)
