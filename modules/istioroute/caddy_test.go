@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+	"github.com/caddy-istio/caddy-istio/modules/istiofault"
 )
 
 // freePort returns a loopback port that was free a moment ago.
@@ -239,4 +240,73 @@ func TestCaddyServer(t *testing.T) {
 			t.Fatalf("echo %q, %v", line, err)
 		}
 	})
+}
+
+// TestCaddyServerRouteFeatures runs retries, a route timeout, a fault and
+// header operations inside a real Caddy HTTP server.
+func TestCaddyServerRouteFeatures(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	busy := funcBackend(t, "busy", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	hang := funcBackend(t, "hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	app := new(istioapp.App)
+	mixed := addService(app, "mixed.test", busy.endpoint(nil), newBackend(t, "ok").endpoint(nil))
+	hung := addService(app, "hang.test", hang.endpoint(nil))
+	vhosts := []*VirtualHost{
+		single("mixed.test", &Route{
+			Route:   []*Destination{{Cluster: mixed}},
+			Retries: &RetryPolicy{Attempts: 2, RetryOn: []string{"5xx"}},
+			Headers: &Headers{Response: &HeaderOperations{Set: map[string]string{"x-route": "mixed"}}},
+		}),
+		single("hang.test", &Route{Route: []*Destination{{Cluster: hung}}, Timeout: caddy.Duration(100 * time.Millisecond)}),
+		single("abort.test", &Route{Route: []*Destination{{Cluster: mixed}}, Fault: &istiofault.Fault{Abort: &istiofault.Abort{HTTPStatus: 418, Percentage: 100}}}),
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	config := map[string]any{
+		"admin": map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{
+			"istio": app,
+			"http": map[string]any{"servers": map[string]any{"mesh": map[string]any{
+				"listen":          []string{addr},
+				"automatic_https": map[string]any{"disable": true},
+				"routes":          []any{map[string]any{"handle": []any{map[string]any{"handler": "istio_route", "virtual_hosts": vhosts}}}},
+			}}},
+		},
+	}
+	if err := caddy.Load(mustJSON(t, config), true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(host string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	for range 10 {
+		if resp, body := get("mixed.test"); resp.StatusCode != 200 || body != "ok" || resp.Header.Get("X-Route") != "mixed" {
+			t.Fatalf("retries: %d %q %v", resp.StatusCode, body, resp.Header)
+		}
+	}
+	if resp, body := get("hang.test"); resp.StatusCode != 504 || body != "upstream request timeout" {
+		t.Errorf("timeout: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := get("abort.test"); resp.StatusCode != 418 {
+		t.Errorf("fault: %d", resp.StatusCode)
+	}
 }
