@@ -8,7 +8,16 @@
 //     `istio` app;
 //   - Gateway servers and the mesh (Sidecar egress) listeners become `http`
 //     servers whose only handler is `istio_route`;
-//   - VirtualServices become that handler's virtual hosts and routes.
+//   - VirtualServices become that handler's virtual hosts and routes, with
+//     delegates merged into their roots as Istio merges them.
+//
+// Istio evaluates match.sourceLabels and match.sourceNamespace when it
+// builds a proxy's configuration, against that proxy's labels and
+// namespace. This Caddy's identity is, per listener: the Sidecar's
+// workloadSelector labels and namespace on a Sidecar's mesh listeners, no
+// labels and namespace "default" on the default mesh listener, and the
+// Gateway's selector labels and namespace on a Gateway's listener (see
+// proxyIdentity).
 //
 // The translation is pure: no listeners, goroutines or runtime state. What
 // it cannot express yet becomes a warning naming the field, and the
