@@ -685,3 +685,30 @@ func TestStreamingThroughRetries(t *testing.T) {
 		t.Error("the first chunk reached the client only after the response ended")
 	}
 }
+
+func TestPerTryTimeoutSparesAStartedResponse(t *testing.T) {
+	var hits atomic.Int32
+	app := new(istioapp.App)
+	slowBody := addService(app, "slowbody.test", funcBackend(t, "slowbody", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, "start ")
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "end")
+	}).endpoint(nil))
+	h := provisionHandler(t, newContext(t, app), single("slowbody.test", &Route{
+		Route:   []*Destination{{Cluster: slowBody}},
+		Retries: &RetryPolicy{Attempts: 2, RetryOn: []string{"5xx"}, PerTryTimeout: caddy.Duration(100 * time.Millisecond)},
+	}))
+	srv := front(t, h)
+	if got := send(t, srv, "GET", "/", "slowbody.test", ""); got.code != 200 || got.body != "start end" {
+		t.Errorf("got %d %q, want 200 \"start end\"", got.code, got.body)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+}

@@ -158,12 +158,8 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 
 	for attempt := 0; ; attempt++ {
 		last := policy == nil || attempt >= policy.attempts
-		attemptCtx := ctx
-		cancelAttempt := context.CancelFunc(func() {})
-		switch {
-		case policy != nil && policy.perTryTimeout > 0:
-			attemptCtx, cancelAttempt = context.WithTimeout(ctx, policy.perTryTimeout)
-		case !last:
+		attemptCtx, cancelAttempt := ctx, context.CancelFunc(func() {})
+		if policy != nil {
 			attemptCtx, cancelAttempt = context.WithCancel(ctx)
 		}
 		ar := up.WithContext(attemptCtx)
@@ -175,11 +171,18 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		if last {
 			aw.policy = nil // the last response goes to the client, as in Envoy
 		}
+		var perTry *time.Timer
+		if policy != nil && policy.perTryTimeout > 0 {
+			perTry = time.AfterFunc(policy.perTryTimeout, aw.perTryTimeout)
+		}
 		if repl != nil {
 			repl.Delete(upstreamHostportPlaceholder)
 		}
 		err := serveAttempt(d.handler, aw, ar, next)
-		perTryTimedOut := errors.Is(attemptCtx.Err(), context.DeadlineExceeded) && routeCtx.Err() == nil
+		if perTry != nil {
+			perTry.Stop()
+		}
+		perTryTimedOut := aw.timedOut() && routeCtx.Err() == nil
 		cancelAttempt()
 		if aw.committed {
 			return err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
@@ -228,10 +229,34 @@ type attemptWriter struct {
 	cancel         context.CancelFunc
 	discardedBytes int
 
+	// state is attemptPending until the response is accepted
+	// (attemptCommitted) or the per-try timeout fires first
+	// (attemptTimedOut); the timeout runs on another goroutine.
+	state atomic.Int32
+
 	committed bool // the response went to the client
-	discarded bool // the response was retriable and dropped
+	discarded bool // the response was retriable (or too late) and dropped
 	status    int  // of a discarded response
 }
+
+// attemptWriter states.
+const (
+	attemptPending int32 = iota
+	attemptCommitted
+	attemptTimedOut
+)
+
+// perTryTimeout ends an attempt whose response has not started; as in
+// Envoy, a response already going to the client is not cut (only the
+// route timeout bounds it).
+func (a *attemptWriter) perTryTimeout() {
+	if a.state.CompareAndSwap(attemptPending, attemptTimedOut) && a.cancel != nil {
+		a.cancel()
+	}
+}
+
+// timedOut reports whether the per-try timeout ended the attempt.
+func (a *attemptWriter) timedOut() bool { return a.state.Load() == attemptTimedOut }
 
 // discardLimit is how much of a discarded response body is read before
 // the attempt is cut.
@@ -272,6 +297,10 @@ func (a *attemptWriter) WriteHeader(code int) {
 	}
 	if a.policy != nil && a.policy.retriableResponse(code, a.header) {
 		a.discarded, a.status = true, code
+		return
+	}
+	if !a.state.CompareAndSwap(attemptPending, attemptCommitted) {
+		a.discarded, a.status = true, code // the per-try timeout came first
 		return
 	}
 	for k, v := range a.header {
