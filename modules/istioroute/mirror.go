@@ -1,9 +1,7 @@
 package istioroute
 
 import (
-	"bytes"
 	"context"
-	"io"
 	weakrand "math/rand/v2"
 	"net/http"
 	"time"
@@ -38,12 +36,12 @@ func (m *mirror) drawn() bool {
 }
 
 // sendMirror sends a copy of up, the request as it goes upstream, with
-// body, to the mirror's cluster, in the background. The copy has its own
+// the copy of body the attempts read, to the mirror's cluster, in the background. The copy has its own
 // context (detached from the client's, bounded by timeout), replacer and
 // variables, and a response writer that discards everything, so nothing
 // it does reaches the client or delays the primary request. As current
 // Istio, its Host is unchanged (no -shadow suffix).
-func (h *Handler) sendMirror(m *mirror, up *http.Request, body []byte, timeout time.Duration) {
+func (h *Handler) sendMirror(m *mirror, up *http.Request, body *replayBody, timeout time.Duration) {
 	server, _ := up.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if server == nil {
 		server = new(caddyhttp.Server)
@@ -53,8 +51,8 @@ func (h *Handler) sendMirror(m *mirror, up *http.Request, body []byte, timeout t
 	w := &discardWriter{header: make(http.Header)}
 	mr = caddyhttp.PrepareRequest(mr, caddy.NewReplacer(), w, server)
 	mr.Body = http.NoBody
-	if len(body) > 0 {
-		mr.Body = io.NopCloser(bytes.NewReader(body))
+	if body != nil {
+		mr.Body = body.mirrorReader()
 	}
 	go func() {
 		defer cancel()

@@ -1,7 +1,6 @@
 package istioroute
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -108,19 +107,18 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	if isUpgrade(r) {
 		policy = nil // a hijacked connection cannot be replayed
 	}
-	var body []byte
-	replayable := true
-	if (policy != nil || len(rt.mirrors) > 0) && hasBody(r) {
-		var err error
-		if body, replayable, err = bufferBody(up); err != nil {
-			return caddyhttp.Error(http.StatusBadRequest, err)
+	// The body is kept for retries and mirrors as it streams to the
+	// first attempt (see replayBody).
+	var body *replayBody
+	if (policy != nil || len(rt.mirrors) > 0) && hasBody(r) && !isUpgrade(r) {
+		body = newReplayBody(r.Body, r.ContentLength, retryBodyLimit)
+		defer body.close()
+		if !body.replayable() {
+			policy = nil // as Envoy, a body beyond the buffer limit is not retried
 		}
 	}
-	if !replayable {
-		policy = nil
-	}
 
-	if replayable && !isUpgrade(r) {
+	if !isUpgrade(r) && (body == nil || body.replayable()) {
 		for _, mr := range rt.mirrors {
 			if mr.handler != nil && mr.drawn() {
 				h.sendMirror(mr, up, body, orDefault(rt.timeout, defaultMirrorTimeout))
@@ -137,6 +135,9 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	if policy == nil && timeout == 0 {
 		if hints != nil {
 			up = up.WithContext(istioapp.WithUpstreamHints(up.Context(), hints))
+		}
+		if body != nil {
+			up.Body, _ = body.nextAttempt()
 		}
 		return d.handler.ServeHTTP(w, up, next)
 	}
@@ -156,6 +157,9 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
+	// giveUp answers as the previous attempt ended, when the next cannot
+	// start.
+	var giveUp func() error
 	for attempt := 0; ; attempt++ {
 		last := policy == nil || attempt >= policy.attempts
 		attemptCtx, cancelAttempt := ctx, context.CancelFunc(func() {})
@@ -163,11 +167,16 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 			attemptCtx, cancelAttempt = context.WithCancel(ctx)
 		}
 		ar := up.WithContext(attemptCtx)
-		if body != nil {
-			ar.Body = io.NopCloser(bytes.NewReader(body))
-		}
 		aw := newAttemptWriter(w, policy)
 		aw.cancel = cancelAttempt
+		if body != nil {
+			var ok bool
+			if ar.Body, ok = body.nextAttempt(); !ok {
+				cancelAttempt()
+				return giveUp() // the body grew too large to be sent again
+			}
+			aw.replayable = body.replayable
+		}
 		if last {
 			aw.policy = nil // the last response goes to the client, as in Envoy
 		}
@@ -204,6 +213,14 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 			if addr, _ := repl.GetString(upstreamHostportPlaceholder); addr != "" {
 				hints.Tried = append(hints.Tried, addr)
 			}
+		}
+		switch {
+		case aw.discarded:
+			giveUp = aw.writeDiscarded
+		case perTryTimedOut:
+			giveUp = func() error { return writeUpstreamTimeout(w) }
+		default:
+			giveUp = func() error { return err }
 		}
 		if c := h.logger.Check(zapcore.DebugLevel, "retrying"); c != nil {
 			c.Write(zap.String("cluster", d.cluster), zap.Int("attempt", attempt+1),
@@ -269,28 +286,6 @@ func hasBody(r *http.Request) bool {
 // isUpgrade reports a protocol upgrade (e.g. websocket).
 func isUpgrade(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect
-}
-
-// bufferBody reads r's body into memory so attempts and mirrors can send
-// it again. A body larger than retryBodyLimit is left to stream once
-// (replayable false), as Envoy stops retrying when its buffer overflows.
-func bufferBody(r *http.Request) (body []byte, replayable bool, err error) {
-	if r.ContentLength > retryBodyLimit {
-		return nil, false, nil
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, retryBodyLimit+1))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(buf) > retryBodyLimit {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
-		return nil, false, nil
-	}
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	return buf, true, nil
 }
 
 // orDefault returns d if set, otherwise fallback.

@@ -228,6 +228,9 @@ type attemptWriter struct {
 	// short body is read so the connection can be reused).
 	cancel         context.CancelFunc
 	discardedBytes int
+	// replayable, if set, says whether the request body can still be sent
+	// again; when it cannot, no response is discarded.
+	replayable func() bool
 
 	// state is attemptPending until the response is accepted
 	// (attemptCommitted) or the per-try timeout fires first
@@ -295,7 +298,7 @@ func (a *attemptWriter) WriteHeader(code int) {
 		}
 		return
 	}
-	if a.policy != nil && a.policy.retriableResponse(code, a.header) {
+	if a.policy != nil && a.policy.retriableResponse(code, a.header) && (a.replayable == nil || a.replayable()) {
 		a.discarded, a.status = true, code
 		return
 	}
@@ -308,6 +311,18 @@ func (a *attemptWriter) WriteHeader(code int) {
 	}
 	a.committed = true
 	a.w.WriteHeader(code)
+}
+
+// writeDiscarded sends the discarded response's status and headers, for
+// when no other attempt can be made after all; its body is gone.
+func (a *attemptWriter) writeDiscarded() error {
+	h := a.w.Header()
+	for k, v := range a.header {
+		h[k] = v
+	}
+	delete(h, "Content-Length")
+	a.w.WriteHeader(a.status)
+	return nil
 }
 
 func (a *attemptWriter) Write(p []byte) (int, error) {
