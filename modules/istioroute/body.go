@@ -58,6 +58,14 @@ func (rb *replayBody) replayable() bool {
 	return !rb.overflow
 }
 
+// clientFailed reports whether reading the body from the client failed
+// (not its end): another attempt would fail the same way.
+func (rb *replayBody) clientFailed() bool {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.srcErr != nil && rb.srcErr != io.EOF
+}
+
 // nextAttempt returns the body reader of a new attempt, or false when the
 // body can no longer be sent again.
 func (rb *replayBody) nextAttempt() (io.ReadCloser, bool) {

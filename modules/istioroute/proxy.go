@@ -202,8 +202,12 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		if r.Context().Err() != nil {
 			return err // the client went away
 		}
-		retry := !last && (aw.discarded || (err != nil && policy.retriableError(err, perTryTimedOut) && !isNoUpstream(err)))
+		retry := !last && (aw.discarded || (err != nil && policy.retriableError(err, perTryTimedOut) && !isNoUpstream(err))) &&
+			(body == nil || !body.clientFailed())
 		if !retry {
+			if aw.discarded {
+				return aw.writeDiscarded()
+			}
 			if perTryTimedOut {
 				return writeUpstreamTimeout(w)
 			}
