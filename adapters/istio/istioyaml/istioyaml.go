@@ -5,6 +5,13 @@
 // and line, where Istio's own generated decoder would silently drop or
 // accept them.
 //
+// JSON types follow what kube-apiserver's CRD schema accepts before Istio
+// sees the object, which is stricter than jsonpb: a number written as a
+// string ("9080") or an enum written as its number (mode: 1) is an error,
+// and so is a null list element; a null field or map value is pruned, so it
+// is absent. Object.Has tells whether a field was written, for the CRD rules
+// that depend on it.
+//
 // The steps: split on "---" lines like k8s.io/apimachinery's YAMLReader;
 // read each document with kubectl's YAML 1.1 semantics (what
 // sigs.k8s.io/yaml.YAMLToJSON gives); check the envelope (apiVersion, kind,
@@ -261,6 +268,7 @@ func (d *decoder) decodeObject(doc *document, prefix string, src source, top map
 		}
 		obj.Spec = msg
 	}
+	obj.fields = top
 	d.objs = append(d.objs, obj)
 }
 

@@ -3,14 +3,14 @@ package istioyaml
 import "testing"
 
 // kitchenSink uses most field kinds of the networking API (durations,
-// wrappers, doubles, maps of messages and of integers, enums by name and
-// number, integers as strings, null list elements, snake_case keys) to
-// check that Decode builds exactly what strict jsonpb would.
+// wrappers, doubles, maps of messages and of integers, enums, null fields
+// and map values) to check that Decode builds exactly what
+// strict jsonpb would once kube-apiserver has pruned the nulls.
 const kitchenSink = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: sink}
 spec:
-  hosts: [reviews, null, "*.example.com"]
+  hosts: [reviews, "*.example.com"]
   gateways: [mesh]
   exportTo: ["."]
   http:
@@ -20,10 +20,11 @@ spec:
       headers:
         end-user: {exact: jason}
         x-any: {}
+        x-pruned: null
       queryParams:
         debug: {prefix: "1"}
       ignoreUriCase: true
-      port: "9080"
+      port: 9080
       sourceLabels: {app: productpage}
       withoutHeaders:
         x-skip: {exact: "yes"}
@@ -40,7 +41,7 @@ spec:
         response:
           remove: [server]
     - destination: {host: reviews, subset: v3}
-      weight: "25"
+      weight: 25
     timeout: 1.5s
     retries:
       attempts: 3
@@ -52,13 +53,13 @@ spec:
       delay: {percentage: {value: 0.1}, fixedDelay: 7s}
       abort: {percentage: {value: 12.5}, httpStatus: 503}
     mirror: {host: reviews, subset: v1}
-    mirror_percentage: {value: 100.0}
+    mirrorPercentage: {value: 100.0}
     corsPolicy:
       allowOrigins: [{exact: "https://example.com"}, {regex: ".*\\.example\\.org"}]
       allowMethods: [GET, POST]
       allowCredentials: true
       maxAge: 24h
-      unmatchedPreflights: 2
+      unmatchedPreflights: IGNORE
     headers:
       request: {set: {x-a: b}}
     rewrite: {uri: /v2/}
@@ -82,7 +83,7 @@ spec:
     loadBalancer:
       consistentHash:
         httpCookie: {name: user, ttl: 0s, path: /}
-        minimumRingSize: "1024"
+        minimumRingSize: 1024
       localityLbSetting:
         enabled: true
         distribute:
@@ -104,7 +105,7 @@ spec:
     tls: {mode: SIMPLE, sni: reviews.example.com, insecureSkipVerify: false, subjectAltNames: [a, b]}
     portLevelSettings:
     - port: {number: 9080}
-      loadBalancer: {simple: 2}
+      loadBalancer: {simple: RANDOM}
       tls: {mode: ISTIO_MUTUAL}
     proxyProtocol: {version: V2}
   subsets:
@@ -127,7 +128,7 @@ spec:
       mode: MUTUAL
       credentialName: cred
       minProtocolVersion: TLSV1_2
-      maxProtocolVersion: 4
+      maxProtocolVersion: TLSV1_3
       cipherSuites: [ECDHE-RSA-AES256-GCM-SHA384]
       httpsRedirect: false
     name: secure
@@ -141,10 +142,10 @@ spec:
   ports:
   - {number: 443, name: https, protocol: TLS, targetPort: 8443}
   location: MESH_EXTERNAL
-  resolution: 2
+  resolution: DNS
   endpoints:
   - address: 192.0.2.10
-    ports: {https: 8443, "http": "8080"}
+    ports: {https: 8443, "http": 8080, grpc: null}
     labels: {version: v1}
     network: n1
     locality: r/z

@@ -2,6 +2,7 @@ package istioyaml
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,72 @@ type Object struct {
 	src          []byte
 	srcFirstLine int    // file line of src's first byte
 	srcPrefix    string // path of the object within src: "", "[0]." (a cut-out item) or "items[i]."
+
+	// fields is the object as decoded JSON, null map values pruned, for Has.
+	fields map[string]any
+}
+
+// Has reports whether the object's document wrote field (a path like
+// Problem.Field: spec.ports[0].targetPort, camelCase names, matching
+// snake_case keys too) with a value other than null. kube-apiserver's
+// schema rules that use CRD "required", CEL has() or minItems depend on it,
+// and the decoded message cannot tell a field written as its zero value
+// ("targetPort: 0", "endpoints: []") from an absent one. An object not made
+// by Decode has no such record: Has reports false, as for a zero value.
+func (o *Object) Has(field string) bool {
+	var n any = o.fields
+	for path := field; path != ""; {
+		switch path[0] {
+		case '.':
+			path = path[1:]
+		case '[':
+			end := strings.IndexByte(path, ']')
+			list, ok := n.([]any)
+			if end < 0 || !ok {
+				return false
+			}
+			i, err := strconv.Atoi(path[1:end])
+			if err != nil || i < 0 || i >= len(list) {
+				return false
+			}
+			n, path = list[i], path[end+1:]
+		default:
+			m, ok := n.(map[string]any)
+			if !ok {
+				return false
+			}
+			var size int
+			if n, size = fieldValue(m, path); size == 0 {
+				return false
+			}
+			path = path[size:]
+		}
+	}
+	return n != nil
+}
+
+// fieldValue finds the entry of m that path starts with and returns its
+// value and the length of the key in path (0 if none). Keys may contain
+// dots, like label keys, so the longest match wins; a snake_case key matches
+// its camelCase form.
+func fieldValue(m map[string]any, path string) (value any, size int) {
+	if end := strings.IndexAny(path, ".["); end > 0 {
+		if v, ok := m[path[:end]]; ok {
+			value, size = v, end
+		}
+	} else if v, ok := m[path]; ok {
+		return v, len(path)
+	}
+	for k, v := range m {
+		name := k
+		if strings.IndexByte(k, '_') >= 0 {
+			name = jsonCamelCase(k)
+		}
+		if len(name) > size && segmentMatches(path, name) {
+			value, size = v, len(name)
+		}
+	}
+	return value, size
 }
 
 // Ref names the object for messages: "VirtualService default/reviews".

@@ -1,10 +1,11 @@
 package istioyaml
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,13 @@ func (w *schemaWalker) withPath(name string, fn func()) {
 	w.pop(n)
 }
 
+// crdAltNames are the fields whose proto name the CRD schema declares
+// beside the JSON name (+kubebuilder:altName). When both are written,
+// jsonpb keeps the JSON name's value, for Istio and for us alike.
+var crdAltNames = map[protoreflect.FullName]bool{
+	"istio.networking.v1alpha3.HTTPRoute.mirror_percent": true,
+}
+
 // message checks a JSON object against a message descriptor.
 func (w *schemaWalker) message(md protoreflect.MessageDescriptor, obj map[string]any) {
 	fields := md.Fields()
@@ -102,28 +110,33 @@ func (w *schemaWalker) message(md protoreflect.MessageDescriptor, obj map[string
 	for key, val := range obj {
 		fd := fields.ByJSONName(key)
 		if fd == nil {
-			fd = fields.ByName(protoreflect.Name(key))
-		}
-		if fd == nil {
-			n := w.push(key)
-			w.fail(fmt.Sprintf("unknown field %q in %s", key, md.FullName()))
-			w.pop(n)
-			continue
+			// jsonpb also reads the proto name (mirror_percentage), but
+			// the CRD schema knows only the JSON name and its altNames, so
+			// kube-apiserver rejects any other.
+			byName := fields.ByName(protoreflect.Name(key))
+			if byName != nil && crdAltNames[byName.FullName()] {
+				fd = byName
+			} else {
+				message := fmt.Sprintf("unknown field %q in %s", key, md.FullName())
+				if byName != nil {
+					message += fmt.Sprintf(" (write %q)", byName.JSONName())
+				}
+				n := w.push(key)
+				w.fail(message)
+				w.pop(n)
+				continue
+			}
 		}
 		if val == nil && !isValueField(fd) {
 			continue // null means unset, as in jsonpb
 		}
 		for _, s := range seen {
-			if s == fd {
-				n := w.push(fd.JSONName())
-				w.fail(fmt.Sprintf("set twice, as %q and %q", fd.JSONName(), fd.Name()))
-				w.pop(n)
-			} else if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() && s.ContainingOneof() == od {
+			if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() && s.ContainingOneof() == od {
 				oneofConflict = true
 			}
 		}
 		seen = append(seen, fd)
-		n := w.push(fd.JSONName())
+		n := w.push(key)
 		w.field(fd, val)
 		w.pop(n)
 	}
@@ -183,10 +196,10 @@ func (w *schemaWalker) field(fd protoreflect.FieldDescriptor, v any) {
 			w.fail("must be an array, got " + describe(v))
 			return
 		}
+		// kube-apiserver keeps a null element (only null map values and
+		// fields are pruned) and its schema rejects it; jsonpb would append
+		// a zero value. singular reports it as the wrong type.
 		for i, elem := range list {
-			if elem == nil {
-				continue // jsonpb appends a zero value
-			}
 			n := w.pushIndex(i)
 			w.singular(fd, elem)
 			w.pop(n)
@@ -199,13 +212,18 @@ func (w *schemaWalker) field(fd protoreflect.FieldDescriptor, v any) {
 		}
 		keyFD, valueFD := fd.MapKey(), fd.MapValue()
 		for key, elem := range m {
+			if elem == nil {
+				// kube-apiserver prunes a null map value before its checks,
+				// so the entry is absent for Istio; jsonpb would add a zero
+				// value (port 0).
+				delete(m, key)
+				continue
+			}
 			n := w.push(key)
 			if keyFD.Kind() != protoreflect.StringKind {
 				w.mapKey(keyFD, key)
 			}
-			if elem != nil {
-				w.singular(valueFD, elem)
-			}
+			w.singular(valueFD, elem)
 			w.pop(n)
 		}
 	default:
@@ -261,11 +279,8 @@ func (w *schemaWalker) singular(fd protoreflect.FieldDescriptor, v any) {
 			w.notString(v)
 		}
 	case protoreflect.BytesKind:
-		s, ok := v.(string)
-		if !ok {
-			w.fail("must be a base64 string, got " + describe(v))
-		} else if _, err := base64.StdEncoding.DecodeString(s); err != nil {
-			w.fail("must be a base64 string: " + err.Error())
+		if s, ok := v.(string); !ok || !base64RE.MatchString(s) {
+			w.fail(`must be a base64 string (standard alphabet, "=" padded, not empty), got ` + describe(v))
 		}
 	case protoreflect.EnumKind:
 		w.enum(fd.Enum(), v)
@@ -308,8 +323,8 @@ func stringHint(v any) string {
 	return ""
 }
 
-// integer checks an integer of the given kind. Like jsonpb it also accepts
-// the integer written as a string ("50").
+// integer checks an integer of the given kind. Unlike jsonpb, which also
+// reads "50", the CRD schema ("type: integer") takes only a JSON number.
 func (w *schemaWalker) integer(kind protoreflect.Kind, v any) {
 	bits := 64
 	unsigned := false
@@ -321,53 +336,53 @@ func (w *schemaWalker) integer(kind protoreflect.Kind, v any) {
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
 		unsigned = true
 	}
-	switch x := v.(type) {
-	case json.Number:
-		if err := parseInteger(string(x), bits, unsigned); err != nil {
-			if strings.ContainsAny(string(x), ".eE") {
-				w.fail(fmt.Sprintf("must be an integer (%s), got number %s", kind, x))
-			} else {
-				w.fail(fmt.Sprintf("number %s is out of range for %s (%s)", x, kind, integerRange(bits, unsigned)))
-			}
-		}
-	case string:
-		// jsonpb strips the quotes and decodes the rest as JSON.
-		if hasControlChars(x) || jsonUnmarshalInteger(x, bits, unsigned) != nil {
-			w.fail(fmt.Sprintf("must be an integer (%s), got %s", kind, describe(v)))
-		}
-	default:
-		w.fail(fmt.Sprintf("must be an integer (%s), got %s", kind, describe(v)))
+	x, ok := v.(json.Number)
+	if !ok {
+		w.fail(fmt.Sprintf("must be an integer (%s), got %s%s", kind, describe(v), quotedNumberHint(v)))
+		return
 	}
+	if err := parseInteger(string(x), bits, unsigned); err != nil {
+		if strings.ContainsAny(string(x), ".eE") {
+			w.fail(fmt.Sprintf("must be an integer (%s), got number %s", kind, x))
+		} else {
+			w.fail(fmt.Sprintf("number %s is out of range for %s (%s)", x, kind, integerRange(bits, unsigned)))
+		}
+	}
+}
+
+// quotedNumberHint suggests dropping the quotes of a number written as a
+// string, which jsonpb would read but the CRD schema rejects.
+func quotedNumberHint(v any) string {
+	if s, ok := v.(string); ok && isJSONNumber(s) {
+		return " (write the number without quotes)"
+	}
+	return ""
+}
+
+// isJSONNumber reports whether s is a JSON number literal.
+func isJSONNumber(s string) bool {
+	var n json.Number
+	return s != "" && json.Unmarshal([]byte(s), &n) == nil
 }
 
 // parseInteger parses a JSON number literal the way encoding/json does for
-// Go integer types.
+// Go integer types. A 64-bit unsigned integer is limited to the int64 range:
+// kube-apiserver reads a larger number as a float, which "type: integer"
+// rejects.
 func parseInteger(s string, bits int, unsigned bool) error {
 	var err error
-	if unsigned {
+	switch {
+	case unsigned && bits == 64:
+		var n uint64
+		if n, err = strconv.ParseUint(s, 10, 64); err == nil && n > math.MaxInt64 {
+			err = strconv.ErrRange
+		}
+	case unsigned:
 		_, err = strconv.ParseUint(s, 10, bits)
-	} else {
+	default:
 		_, err = strconv.ParseInt(s, 10, bits)
 	}
 	return err
-}
-
-func jsonUnmarshalInteger(s string, bits int, unsigned bool) error {
-	b := []byte(s)
-	switch {
-	case bits == 32 && unsigned:
-		var i uint32
-		return json.Unmarshal(b, &i)
-	case bits == 32:
-		var i int32
-		return json.Unmarshal(b, &i)
-	case unsigned:
-		var i uint64
-		return json.Unmarshal(b, &i)
-	default:
-		var i int64
-		return json.Unmarshal(b, &i)
-	}
 }
 
 func integerRange(bits int, unsigned bool) string {
@@ -377,56 +392,33 @@ func integerRange(bits int, unsigned bool) string {
 	case bits == 32:
 		return "-2147483648 to 2147483647"
 	case unsigned:
-		return "0 to 18446744073709551615"
+		return "0 to 9223372036854775807, the largest integer kube-apiserver reads"
 	default:
 		return "-9223372036854775808 to 9223372036854775807"
 	}
 }
 
-func hasControlChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 {
-			return true
-		}
-	}
-	return false
-}
-
-// float checks a float or double. Like jsonpb it accepts numbers written as
-// strings and "NaN", "Infinity", "-Infinity".
+// float checks a float or double. Unlike jsonpb, which also reads "1.5",
+// "NaN" and "Infinity", the CRD schema ("type: number") takes only a JSON
+// number.
 func (w *schemaWalker) float(bits int, v any) {
 	name := "double"
 	if bits == 32 {
 		name = "float"
 	}
-	switch x := v.(type) {
-	case json.Number:
-		if _, err := strconv.ParseFloat(string(x), bits); err != nil {
-			w.fail(fmt.Sprintf("number %s is out of range for %s", x, name))
-		}
-	case string:
-		switch x {
-		case "NaN", "Infinity", "-Infinity":
-			return
-		}
-		var err error
-		if bits == 32 {
-			var f float32
-			err = json.Unmarshal([]byte(x), &f)
-		} else {
-			var f float64
-			err = json.Unmarshal([]byte(x), &f)
-		}
-		if hasControlChars(x) || err != nil {
-			w.fail(fmt.Sprintf("must be a number (%s), got %s", name, describe(v)))
-		}
-	default:
-		w.fail(fmt.Sprintf("must be a number (%s), got %s", name, describe(v)))
+	x, ok := v.(json.Number)
+	if !ok {
+		w.fail(fmt.Sprintf("must be a number (%s), got %s%s", name, describe(v), quotedNumberHint(v)))
+		return
+	}
+	if _, err := strconv.ParseFloat(string(x), bits); err != nil {
+		w.fail(fmt.Sprintf("number %s is out of range for %s", x, name))
 	}
 }
 
-// enum checks an enum: a value name as in the proto, or the number of a
-// defined value (jsonpb would keep any int32).
+// enum checks an enum: a value name as in the proto. The CRD schema
+// ("type: string" with an enum list) rejects the value's number, which
+// jsonpb would read.
 func (w *schemaWalker) enum(ed protoreflect.EnumDescriptor, v any) {
 	values := ed.Values()
 	switch x := v.(type) {
@@ -435,10 +427,13 @@ func (w *schemaWalker) enum(ed protoreflect.EnumDescriptor, v any) {
 			w.fail(fmt.Sprintf("unknown value %q for enum %s (want one of %s)", x, ed.FullName(), enumNames(ed)))
 		}
 	case json.Number:
-		n, err := strconv.ParseInt(string(x), 10, 32)
-		if err != nil || values.ByNumber(protoreflect.EnumNumber(n)) == nil {
-			w.fail(fmt.Sprintf("%s is not a value of enum %s (want one of %s)", x, ed.FullName(), enumNames(ed)))
+		hint := "write one of " + enumNames(ed)
+		if n, err := strconv.ParseInt(string(x), 10, 32); err == nil {
+			if vd := values.ByNumber(protoreflect.EnumNumber(n)); vd != nil {
+				hint = "write its name, " + string(vd.Name())
+			}
 		}
+		w.fail(fmt.Sprintf("must be a string (enum %s), got number %s: %s", ed.FullName(), x, hint))
 	default:
 		w.fail(fmt.Sprintf("must be a string (enum %s), got %s", ed.FullName(), describe(v)))
 	}
@@ -590,6 +585,12 @@ func isWellKnown(name protoreflect.Name) bool {
 	}
 	return false
 }
+
+// base64RE is the "format: byte" check of kube-apiserver's OpenAPI
+// validation (kube-openapi's govalidator.IsBase64): standard alphabet, "="
+// padding, no line breaks, and not empty. Go's base64 decoding, which jsonpb
+// uses, would also take "" and skip line breaks.
+var base64RE = regexp.MustCompile(`^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$`)
 
 // describe names the JSON type of v, with the value for short scalars:
 // `number 5`, `string "5sec"`, `boolean`, `object`, `array`, `null`.
