@@ -15,12 +15,13 @@ import (
 // the Go validator does not already enforce on the same input. Messages
 // follow kube-apiserver's wording.
 //
-// Rules that depend on whether a field was written at all (CRD "required"
-// and CEL has() on a value equal to its default) cannot be seen on the
-// decoded Go struct and are not checked here.
+// Rules that depend on whether a field was written at all (CRD "required",
+// minItems and CEL has() on a value equal to its default, such as
+// "targetPort: 0" or "endpoints: []") ask istioyaml's Object.Has, as the
+// decoded Go struct cannot tell.
 
-// enumValue rejects an enum number outside the CRD's enum (jsonpb keeps
-// unknown numbers).
+// enumValue rejects an enum number outside the CRD's enum, in a message
+// not made by istioyaml.Decode (which takes enums by name only).
 func (c *checker) enumValue(p string, v int32, names map[int32]string) {
 	if _, ok := names[v]; ok {
 		return
@@ -36,6 +37,14 @@ func (c *checker) enumValue(p string, v int32, names map[int32]string) {
 func (c *checker) maxLength(p, s string, limit int) {
 	if utf8.RuneCountInString(s) > limit {
 		c.err(p, fmt.Sprintf("Too long: may not be more than %d bytes", limit))
+	}
+}
+
+// writtenEmpty is the OpenAPI minItems 1 on a list written empty (an absent
+// list passes).
+func (c *checker) writtenEmpty(p string, n int) {
+	if n == 0 && c.obj.Has(p) {
+		c.err(p, "Invalid value: 0: should have at least 1 items")
 	}
 }
 
@@ -143,7 +152,13 @@ func (c *checker) outlierDetectionSchema(p string, o *networking.OutlierDetectio
 
 func (c *checker) gatewaySchema(gw *networking.Gateway) {
 	for i, s := range gw.Servers {
-		c.serverTLSSchema(indexPath("spec.servers", i)+".tls", s.GetTls())
+		sp := indexPath("spec.servers", i)
+		// port.number is required; Istio itself lets a server on a unix
+		// socket leave it 0.
+		if s.GetPort() != nil && s.Port.Number == 0 && strings.HasPrefix(s.Bind, unixAddressPrefix) && !c.obj.Has(sp+".port.number") {
+			c.err(sp+".port.number", "Required value")
+		}
+		c.serverTLSSchema(sp+".tls", s.GetTls())
 	}
 }
 
@@ -153,7 +168,9 @@ func (c *checker) serverTLSSchema(p string, tls *networking.ServerTLSSettings) {
 	}
 	c.notInSchema(p+".alpnProtocols", len(tls.AlpnProtocols) > 0)
 	c.notInSchema(p+".ecdhCurves", len(tls.EcdhCurves) > 0)
+	c.writtenEmpty(p+".credentialNames", len(tls.CredentialNames))
 	c.maxItems(p+".credentialNames", len(tls.CredentialNames), 2)
+	c.writtenEmpty(p+".tlsCertificates", len(tls.TlsCertificates))
 	c.maxItems(p+".tlsCertificates", len(tls.TlsCertificates), 2)
 }
 
@@ -164,6 +181,23 @@ func (c *checker) serviceEntrySchema(se *networking.ServiceEntry) {
 		c.maxLength(indexPath("spec.addresses", i), a, 64)
 	}
 	c.maxItems("spec.ports", len(se.Ports), 256)
+	for i, port := range se.Ports {
+		// CEL 0 < self && self <= 65535 on a written targetPort; Istio
+		// takes 0 as unset.
+		if tp := indexPath("spec.ports", i) + ".targetPort"; port.GetTargetPort() == 0 && c.obj.Has(tp) {
+			c.err(tp, "Invalid value: 0: port must be between 1-65535")
+		}
+	}
+	// CEL has(self.endpoints) is true for "endpoints: []", which Istio
+	// takes as no endpoints.
+	if len(se.Endpoints) == 0 && c.obj.Has("spec.endpoints") {
+		if se.WorkloadSelector != nil {
+			c.err("spec", `Invalid value: "object": only one of WorkloadSelector or Endpoints can be set`)
+		}
+		if se.Resolution == networking.ServiceEntry_NONE {
+			c.err("spec", `Invalid value: "object": NONE mode cannot set endpoints`)
+		}
+	}
 	c.maxItems("spec.endpoints", len(se.Endpoints), 4096)
 	for i, ep := range se.Endpoints {
 		if ep != nil {
@@ -183,6 +217,11 @@ func (c *checker) workloadEntrySchema(p string, we *networking.WorkloadEntry) {
 	c.maxLength(p+".serviceAccount", we.ServiceAccount, 253)
 	c.maxItems(p+".ports", len(we.Ports), 128)
 	c.celPortNames(p+".ports", we.Ports)
+	// CEL has(self.ports) is true for "ports: {}" (or only null entries,
+	// pruned), which Istio takes as no ports.
+	if strings.HasPrefix(we.Address, unixAddressPrefix) && len(we.Ports) == 0 && c.obj.Has(p+".ports") {
+		c.err(p, `Invalid value: "object": UDS may not include ports`)
+	}
 }
 
 func (c *checker) sidecarSchema(sc *networking.Sidecar) {

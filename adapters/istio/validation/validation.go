@@ -18,13 +18,12 @@
 // TCP gateway names); we drop them too. Field paths are camelCase JSON
 // paths, map entries written as parent.key like kube-apiserver does.
 //
+// Rules that depend on whether a field was written at all, which the
+// decoded struct cannot show (CRD "required" on a field Istio reads as 0,
+// CEL on an explicit "targetPort: 0", has() and minItems on explicitly empty
+// lists such as "endpoints: []"), ask istioyaml's Object.Has.
+//
 // Known differences, all on inputs users rarely write:
-//   - Rules that depend on whether a field was written at all cannot be
-//     seen on the decoded struct: CRD "required" on a field written as its
-//     zero value (a Gateway server on a unix socket without port.number is
-//     accepted), CEL 0 < targetPort on an explicit "targetPort: 0", has()
-//     and minItems on explicitly empty lists ("endpoints: []" with
-//     resolution NONE, "credentialNames: []").
 //   - Istio walks some maps in random order, so which two authorities
 //     "authority header cannot be set multiple times" names, and for
 //     overlapping distribute.to localities (us-east/* next to

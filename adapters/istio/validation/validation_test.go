@@ -815,3 +815,107 @@ spec:
 		t.Errorf("warnings = %+v, want one at spec.http[1] line 10", warns)
 	}
 }
+
+// TestWrittenFields covers the CRD rules that depend on whether a field was
+// written, which the decoded struct cannot show; each pair differs only in
+// that. kube-apiserver rejects the written (or omitted) form, Istio's Go
+// validator accepts both.
+func TestWrittenFields(t *testing.T) {
+	const (
+		se = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec:\n  hosts: [a.example.com]\n"
+		gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  servers:\n"
+		sc = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n  ingress:\n  - port: {number: 9080, protocol: HTTPS, name: h}\n    defaultEndpoint: 127.0.0.1:8080\n"
+		we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\nspec:\n  address: unix:///var/run/vm.sock\n"
+	)
+	tests := []struct {
+		name string
+		doc  string
+		errs []problem
+	}{
+		{
+			name: "targetPort omitted",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+		},
+		{
+			name: "targetPort null is pruned",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP, targetPort: null}]\n",
+		},
+		{
+			name: "targetPort written 0",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 0}]\n",
+			errs: []problem{{"spec.ports[0].targetPort", "Invalid value: 0: port must be between 1-65535"}},
+		},
+		{
+			name: "endpoints omitted with resolution NONE",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+		},
+		{
+			name: "endpoints written empty with resolution NONE",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: NONE\n  endpoints: []\n",
+			errs: []problem{{"spec", `Invalid value: "object": NONE mode cannot set endpoints`}},
+		},
+		{
+			name: "endpoints written empty with resolution STATIC",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: []\n",
+		},
+		{
+			name: "endpoints written empty beside a workload selector",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: a}}\n  endpoints: []\n",
+			errs: []problem{{"spec", `Invalid value: "object": only one of WorkloadSelector or Endpoints can be set`}},
+		},
+		{
+			name: "unix endpoint without ports",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: unix:///var/run/a.sock}]\n",
+		},
+		{
+			name: "unix endpoint with ports written empty",
+			doc:  se + "  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: unix:///var/run/a.sock, ports: {}}]\n",
+			errs: []problem{{"spec.endpoints[0]", `Invalid value: "object": UDS may not include ports`}},
+		},
+		{
+			name: "WorkloadEntry on a unix socket with only a null port",
+			doc:  we + "  ports: {http: null}\n",
+			errs: []problem{{"spec", `Invalid value: "object": UDS may not include ports`}},
+		},
+		{
+			name: "WorkloadEntry on a unix socket without ports",
+			doc:  we,
+		},
+		{
+			name: "gateway server on a unix socket with port number 0",
+			doc:  gw + "  - {port: {number: 0, name: h, protocol: HTTP}, bind: unix:///var/run/gw.sock, hosts: [\"*\"]}\n",
+		},
+		{
+			name: "gateway server on a unix socket without port number",
+			doc:  gw + "  - {port: {name: h, protocol: HTTP}, bind: unix:///var/run/gw.sock, hosts: [\"*\"]}\n",
+			errs: []problem{{"spec.servers[0].port.number", "Required value"}},
+		},
+		{
+			name: "gateway credentialNames written empty",
+			doc:  gw + "  - {port: {number: 443, name: h, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: SIMPLE, credentialName: c, credentialNames: []}}\n",
+			errs: []problem{{"spec.servers[0].tls.credentialNames", "Invalid value: 0: should have at least 1 items"}},
+		},
+		{
+			name: "gateway tlsCertificates written empty",
+			doc:  gw + "  - {port: {number: 443, name: h, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: SIMPLE, credentialName: c, tlsCertificates: []}}\n",
+			errs: []problem{{"spec.servers[0].tls.tlsCertificates", "Invalid value: 0: should have at least 1 items"}},
+		},
+		{
+			name: "sidecar tlsCertificates written empty",
+			doc:  sc + "    tls: {mode: SIMPLE, serverCertificate: /a, privateKey: /b, tlsCertificates: []}\n",
+			errs: []problem{{"spec.ingress[0].tls.tlsCertificates", "Invalid value: 0: should have at least 1 items"}},
+		},
+		{
+			name: "sidecar tls without the lists",
+			doc:  sc + "    tls: {mode: SIMPLE, serverCertificate: /a, privateKey: /b}\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs := Validate(decodeOne(t, "t.yaml", tc.doc))
+			if got := problems(errs); !sameProblems(got, tc.errs) {
+				t.Errorf("errors:\n got %q\nwant %q", got, tc.errs)
+			}
+		})
+	}
+}
