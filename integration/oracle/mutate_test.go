@@ -397,6 +397,12 @@ func (g *generator) structural(b *baseDoc, node any, p jpath) {
 	} else {
 		g.add(b, p, "drop field", "", edit{path: p, del: true})
 		g.add(b, p, "set null", "", edit{path: p, value: nil})
+		// jsonpb reads the proto name too; the CRD schema does not.
+		if name := p[len(p)-1].(string); snakeCase(name) != name {
+			snake := append(append(jpath{}, p[:len(p)-1]...), snakeCase(name))
+			g.add(b, p, "rename to snake_case", "rename to "+snakeCase(name),
+				edit{path: snake, value: node}, edit{path: p, del: true})
+		}
 	}
 	switch n := node.(type) {
 	case map[string]any:
@@ -421,6 +427,22 @@ func (g *generator) structural(b *baseDoc, node any, p jpath) {
 		g.add(b, p, "set to string \"true\"", "", edit{path: p, value: "true"})
 		g.add(b, p, "set to number 1", "", edit{path: p, value: json.Number("1")})
 	}
+}
+
+// snakeCase turns a camelCase JSON name into the proto field name it
+// usually comes from: mirrorPercentage becomes mirror_percentage.
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if 'A' <= r && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func parentLen(tree any, p jpath) int {
@@ -674,7 +696,7 @@ func valuesFor(kind string, p jpath, node any) []any {
 	case "sni", "targetHost":
 		return strs("", "x.example.com", "*", "bad host")
 	case "bytes":
-		return strs("aGVsbG8=", "not base64!", "")
+		return strs("aGVsbG8=", "not base64!", "", "aGk", "aGVsbG8=\n")
 	case "string":
 		if parent == "body" {
 			return strs("", strings.Repeat("b", 100*1024+1), strings.Repeat("b", 1024*1024+1))
@@ -713,9 +735,9 @@ func valuesFor(kind string, p jpath, node any) []any {
 	case outlierCounters[f]:
 		return counters
 	case f == "minimumRingSize":
-		return nums("-1", "0", "1", "1024", "8388608", "8388609")
+		return nums("-1", "0", "1", "1024", "8388608", "8388609", "9223372036854775808")
 	case f == "tableSize":
-		return nums("-1", "0", "1", "65536", "65537", "5000011", "5000012")
+		return nums("-1", "0", "1", "65536", "65537", "5000011", "5000012", "18446744073709551615")
 	case f == "aggression":
 		return nums("-1", "0", "0.5", "1", "2")
 	case parent == "ports" && grand != "":
@@ -934,14 +956,20 @@ var insertions = []insertion{
 	{"DestinationRule", "spec", "subsets", []any{[]any{map[string]any{}}, []any{map[string]any{"name": "v1"}, map[string]any{"name": "v1"}}}},
 	{"Gateway", "spec.servers[]", "tls", []any{map[string]any{}, map[string]any{"mode": "SIMPLE"}, map[string]any{"httpsRedirect": true}}},
 	{"Gateway", "spec.servers[]", "bind", []any{"127.0.0.1", "bad"}},
-	{"ServiceEntry", "spec", "endpoints", []any{[]any{map[string]any{}}, []any{map[string]any{"address": "10.0.0.1"}}}},
+	// An empty list is written, so CEL has() and minItems see it.
+	{"Gateway", "spec.servers[].tls", "credentialNames", []any{[]any{}, []any{"cred-a"}}},
+	{"Gateway", "spec.servers[].tls", "tlsCertificates", []any{[]any{}}},
+	{"Sidecar", "spec.ingress[].tls", "credentialNames", []any{[]any{}}},
+	{"Sidecar", "spec.ingress[].tls", "tlsCertificates", []any{[]any{}}},
+	{"ServiceEntry", "spec", "endpoints", []any{[]any{map[string]any{}}, []any{map[string]any{"address": "10.0.0.1"}}, []any{}}},
+	{"ServiceEntry", "spec.endpoints[]", "ports", []any{map[string]any{}, map[string]any{"http": nil}}},
 	{"ServiceEntry", "spec", "workloadSelector", []any{map[string]any{"labels": map[string]any{"app": "x"}}, map[string]any{}}},
 	{"ServiceEntry", "spec", "addresses", []any{[]any{"10.0.0.0/24"}, []any{"bad"}}},
 	{"ServiceEntry", "spec", "exportTo", []any{[]any{"*", "ns1"}, []any{"."}}},
 	{"ServiceEntry", "spec", "subjectAltNames", []any{[]any{""}}},
 	{"Sidecar", "spec", "outboundTrafficPolicy", []any{map[string]any{}, map[string]any{"mode": "REGISTRY_ONLY"}}},
 	{"Sidecar", "spec", "ingress", []any{[]any{map[string]any{}}, []any{map[string]any{"port": map[string]any{"number": json.Number("80"), "protocol": "HTTP", "name": "http"}}}}},
-	{"WorkloadEntry", "spec", "ports", []any{map[string]any{"http": json.Number("0")}, map[string]any{}}},
+	{"WorkloadEntry", "spec", "ports", []any{map[string]any{"http": json.Number("0")}, map[string]any{}, map[string]any{"http": nil}}},
 }
 
 func (g *generator) insertions(b *baseDoc, n map[string]any, p jpath) {

@@ -292,6 +292,17 @@ spec:
       targetHost: ratings.example.com
       targetPort: 443
 `,
+	"seed/gw-uds.yaml": `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: uds-gateway, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 0, name: uds, protocol: HTTP}
+    bind: unix:///var/run/gateway.sock
+    hosts: ["*"]
+`,
 	"seed/gw-full.yaml": `
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -330,6 +341,17 @@ spec:
     bind: 0.0.0.0
   - port: {number: 8080, name: grpc, protocol: GRPC}
     hosts: ["grpc.example.com"]
+`,
+	"seed/se-uds.yaml": `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: local-socket, namespace: default}
+spec:
+  hosts: [socket.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - address: unix:///var/run/app.sock
 `,
 	"seed/se-full.yaml": `
 apiVersion: networking.istio.io/v1
@@ -394,6 +416,14 @@ spec:
   resolution: DYNAMIC_DNS
   ports:
   - {number: 443, name: tls, protocol: TLS}
+`,
+	"seed/we-uds.yaml": `
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-uds, namespace: default}
+spec:
+  address: unix:///var/run/vm.sock
+  labels: {app: vm-uds}
 `,
 	"seed/we-full.yaml": `
 apiVersion: networking.istio.io/v1
