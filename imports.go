@@ -7,6 +7,8 @@ import (
 	_ "github.com/caddy-istio/caddy-istio/adapters/istio"
 	// The istio app: registry of services, endpoints and clusters.
 	_ "github.com/caddy-istio/caddy-istio/modules/istioapp"
+	// http.reverse_proxy.selection_policies.least_request: Envoy's LEAST_REQUEST.
+	_ "github.com/caddy-istio/caddy-istio/modules/istiolb"
 	// http.handlers.istio_fault: fault injection (delay, abort).
 	_ "github.com/caddy-istio/caddy-istio/modules/istiofault"
 	// http.handlers.istio_route: VirtualService routing.

@@ -12,6 +12,7 @@ modules=(
 	http.handlers.istio_route
 	http.handlers.istio_fault
 	http.reverse_proxy.upstreams.istio
+	http.reverse_proxy.selection_policies.least_request
 )
 
 caddy_version=v2.11.9

@@ -73,7 +73,11 @@ func (t *translator) addCluster(c *istioapp.Cluster, policy *networking.TrafficP
 		return // a port number listed twice
 	}
 	var w []caddyconfig.Warning
+	// Envoy forwards Accept-Encoding as the client sent it; Go's transport
+	// would otherwise ask for gzip and decompress behind the client's back.
+	noCompression := false
 	proxy := reverseproxy.Handler{
+		TransportRaw: caddyconfig.JSONModuleObject(reverseproxy.HTTPTransport{Compression: &noCompression}, "protocol", "http", &w),
 		LoadBalancing: &reverseproxy.LoadBalancing{
 			SelectionPolicyRaw: selectionPolicy(policy.GetLoadBalancer()),
 		},

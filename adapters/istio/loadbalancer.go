@@ -9,17 +9,19 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/caddy-istio/caddy-istio/modules/istiolb"
+
 	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
 )
 
 // selectionPolicy returns the reverse_proxy selection policy for Istio's
 // load balancer settings (nil settings are Istio's default):
 //
-//   - simple unset, UNSPECIFIED, LEAST_REQUEST (and PASSTHROUGH, which is
-//     not supported): random_choose with choose 2, Envoy's power of two
-//     choices over in-flight requests;
-//   - LEAST_CONN (deprecated alias of LEAST_REQUEST in Istio): least_conn,
-//     a full scan for the fewest active requests;
+//   - simple unset, UNSPECIFIED, LEAST_REQUEST, LEAST_CONN (a deprecated
+//     alias Istio also sends to Envoy's LEAST_REQUEST), and PASSTHROUGH
+//     (not supported, warned): least_request (modules/istiolb), Envoy's power
+//     of two choices over active requests. Caddy's random_choose is not used:
+//     with idle upstreams it always picks the same one;
 //   - ROUND_ROBIN: round_robin; RANDOM: random;
 //   - consistentHash: header (httpHeaderName), query
 //     (httpQueryParameterName), client_ip_hash (useSourceIp), cookie
@@ -29,13 +31,11 @@ import (
 func selectionPolicy(lb *networking.LoadBalancerSettings) json.RawMessage {
 	var w []caddyconfig.Warning
 	leastRequest := func() json.RawMessage {
-		return caddyconfig.JSONModuleObject(reverseproxy.RandomChoiceSelection{Choose: 2}, "policy", "random_choose", &w)
+		return caddyconfig.JSONModuleObject(istiolb.LeastRequestSelection{}, "policy", "least_request", &w)
 	}
 	switch p := lb.GetLbPolicy().(type) {
 	case *networking.LoadBalancerSettings_Simple:
 		switch p.Simple {
-		case networking.LoadBalancerSettings_LEAST_CONN:
-			return caddyconfig.JSONModuleObject(reverseproxy.LeastConnSelection{}, "policy", "least_conn", &w)
 		case networking.LoadBalancerSettings_ROUND_ROBIN:
 			return caddyconfig.JSONModuleObject(&reverseproxy.RoundRobinSelection{}, "policy", "round_robin", &w)
 		case networking.LoadBalancerSettings_RANDOM:

@@ -53,13 +53,13 @@ subsets:
 - name: plain
 - name: lb
   trafficPolicy:
-    loadBalancer: {simple: LEAST_CONN}
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
 - name: pool
   trafficPolicy:
     connectionPool: {http: {http1MaxPendingRequests: 1}}
 - name: portlevel
   trafficPolicy:
-    loadBalancer: {simple: LEAST_CONN}
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
     portLevelSettings:
     - port: {number: 80}
       outlierDetection: {consecutive5xxErrors: 3}
@@ -97,8 +97,8 @@ subsets:
 		},
 		{name: "subset without policy inherits", subset: "plain", port: 80, wantPolicy: "round_robin"},
 		{name: "subset without policy inherits the port level", subset: "plain", port: 8080, wantPolicy: "random"},
-		{name: "subset block replaces", subset: "lb", port: 80, wantPolicy: "least_conn"},
-		{name: "subset block replaces the port level too", subset: "lb", port: 8080, wantPolicy: "least_conn"},
+		{name: "subset block replaces", subset: "lb", port: 80, wantPolicy: "header"},
+		{name: "subset block replaces the port level too", subset: "lb", port: 8080, wantPolicy: "header"},
 		{
 			name: "subset replaces whole blocks", subset: "pool", port: 80, wantPolicy: "round_robin",
 			check: func(t *testing.T, tp *networking.TrafficPolicy) {
@@ -111,7 +111,7 @@ subsets:
 			},
 		},
 		{
-			name: "subset port level replaces all four blocks", subset: "portlevel", port: 80, wantPolicy: "random_choose",
+			name: "subset port level replaces all four blocks", subset: "portlevel", port: 80, wantPolicy: "least_request",
 			check: func(t *testing.T, tp *networking.TrafficPolicy) {
 				if tp.GetConnectionPool() != nil || tp.GetOutlierDetection() == nil {
 					t.Errorf("want only outlierDetection of the four blocks: %v", tp)
@@ -121,7 +121,7 @@ subsets:
 				}
 			},
 		},
-		{name: "subset policy for other ports", subset: "portlevel", port: 9090, wantPolicy: "least_conn"},
+		{name: "subset policy for other ports", subset: "portlevel", port: 9090, wantPolicy: "header"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s *networking.Subset
@@ -143,7 +143,7 @@ subsets:
 	if tp := resolvePolicy(nil, nil, 80); tp != nil {
 		t.Errorf("no DestinationRule: got %v, want nil", tp)
 	}
-	if tp := resolvePolicy(nil, subset("lb"), 80); policyName(t, tp) != "least_conn" {
+	if tp := resolvePolicy(nil, subset("lb"), 80); policyName(t, tp) != "header" {
 		t.Errorf("subset policy without DR policy: got %v", tp)
 	}
 }
@@ -153,11 +153,11 @@ func TestSelectionPolicy(t *testing.T) {
 		lb   string
 		want string
 	}{
-		{``, `{"choose":2,"policy":"random_choose"}`},
-		{`simple: UNSPECIFIED`, `{"choose":2,"policy":"random_choose"}`},
-		{`simple: LEAST_REQUEST`, `{"choose":2,"policy":"random_choose"}`},
-		{`simple: PASSTHROUGH`, `{"choose":2,"policy":"random_choose"}`},
-		{`simple: LEAST_CONN`, `{"policy":"least_conn"}`},
+		{``, `{"policy":"least_request"}`},
+		{`simple: UNSPECIFIED`, `{"policy":"least_request"}`},
+		{`simple: LEAST_REQUEST`, `{"policy":"least_request"}`},
+		{`simple: PASSTHROUGH`, `{"policy":"least_request"}`},
+		{`simple: LEAST_CONN`, `{"policy":"least_request"}`},
 		{`simple: ROUND_ROBIN`, `{"policy":"round_robin"}`},
 		{`simple: RANDOM`, `{"policy":"random"}`},
 		{`consistentHash: {httpHeaderName: x-user}`, `{"field":"x-user","policy":"header"}`},
