@@ -35,6 +35,7 @@ func (t *translator) buildRegistry() {
 		we := obj.Spec.(*networking.WorkloadEntry)
 		w := workloadOf(we)
 		w.Name, w.Namespace = obj.Name, obj.Namespace
+		t.warnUnusedWorkloadFields(obj, "spec", we)
 		t.workloads = append(t.workloads, w)
 	}
 	for _, obj := range t.kubeServices {
@@ -158,8 +159,9 @@ func (t *translator) addServiceEntry(obj *istioyaml.Object) {
 		}
 	}
 	var endpoints []*istioapp.Workload
-	for _, we := range se.GetEndpoints() {
+	for i, we := range se.GetEndpoints() {
 		endpoints = append(endpoints, workloadOf(we))
+		t.warnUnusedWorkloadFields(obj, fmt.Sprintf("spec.endpoints[%d]", i), we)
 	}
 	var selector map[string]string
 	if ws := se.GetWorkloadSelector(); ws != nil {
@@ -198,6 +200,21 @@ func clonePorts(ports []*istioapp.ServicePort) []*istioapp.ServicePort {
 		out[i] = &c
 	}
 	return out
+}
+
+// warnUnusedWorkloadFields warns about the endpoint fields the runtime does
+// not act on yet (load balancing weights and locality come with the
+// DestinationRule pools; network gateways are not supported).
+func (t *translator) warnUnusedWorkloadFields(obj *istioyaml.Object, path string, we *networking.WorkloadEntry) {
+	if we.GetWeight() != 0 {
+		t.warn(obj, path+".weight", notImplemented+" (endpoints are balanced with equal weights)")
+	}
+	if we.GetLocality() != "" {
+		t.warn(obj, path+".locality", notImplemented+" (no locality-aware load balancing)")
+	}
+	if we.GetNetwork() != "" {
+		t.warn(obj, path+".network", notImplemented+" (endpoints are dialled directly)")
+	}
 }
 
 // workloadOf converts a WorkloadEntry spec.
