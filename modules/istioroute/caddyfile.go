@@ -9,8 +9,9 @@ import (
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
 )
 
-// CaddyfileListener is the mesh, as a Caddyfile listener name.
-const CaddyfileListener = "mesh"
+// CaddyfileMesh is the listener name of the mesh, the default listener
+// of istio_route.
+const CaddyfileMesh = "mesh"
 
 // CaddyfileConfig is what an istio_route directive of a Caddyfile says:
 // which Istio YAML to take the VirtualServices from, and which listener's
@@ -116,7 +117,7 @@ func (c *CaddyfileConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("namespace needs a config or yaml subdirective: it applies to the directive's own Istio configuration")
 	}
 	if c.Listener == "" {
-		c.Listener = CaddyfileListener
+		c.Listener = CaddyfileMesh
 	}
 	return nil
 }
@@ -129,7 +130,7 @@ func (c *CaddyfileConfig) unmarshalListener(d *caddyfile.Dispenser) error {
 	}
 	switch d.Val() {
 	case "mesh":
-		c.Listener = CaddyfileListener
+		c.Listener = CaddyfileMesh
 	case "gateway":
 		if !d.NextArg() {
 			return d.ArgErr()
