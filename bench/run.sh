@@ -1,0 +1,561 @@
+#!/usr/bin/env bash
+# bench/run.sh: the istio_route handler against plain Caddy reverse_proxy and against the
+# backend directly, measured in one run.
+#
+#   bench/run.sh                      # ~5 minutes: 3 interleaved rounds, 8 s max-rate + 15 s fixed-load phases
+#   bench/run.sh --rounds 5 --max 20s --fixed 60s     # longer, steadier figures
+#   bench/run.sh --profile            # also take CPU/alloc profiles of both proxies at max rate
+#
+# Every option also has an environment variable (ROUNDS, MAX_DURATION, FIXED_DURATION, QPS, CONNS,
+# MAX_CONNS, NOISE_MAX, IDLE_MAX, IDLE_WAIT, PROFILE, NO_BUILD); see usage() below.
+#
+# What it does (protocol of /work/shared/reference/performance-anchors.md, section 4):
+#   * builds .cache/bin/caddy (go build ./xcaddy), .cache/bin/bench-backend (bench/backend) and
+#     installs fortio v1.66.5 into .cache/bin (newer fortio pulls a module the proxy refuses);
+#   * starts the backend on 127.0.0.1:18080 and :18090 (1 KiB body, keep-alive);
+#   * for each round (config order rotated each round) and each config
+#       direct  the backend itself (127.0.0.1:18080),
+#       plain   stock Caddy JSON: reverse_proxy to 127.0.0.1:18080,
+#       istio   `caddy run --adapter istio`: Service + 2 WorkloadEntries + DestinationRule (subsets
+#               v1 = :18080, v2 = :18090, default LEAST_REQUEST) + VirtualService (header
+#               x-bench: "1" -> v1 90 / v2 10) + Sidecar egress listener 127.0.0.1:18100,
+#     it starts the proxy, warms it up, runs fortio at max rate (-qps 0, MAX_CONNS connections) and at
+#     a fixed load (QPS over CONNS connections) for p50/p90/p99, and records CPU use;
+#   * every config gets the same request: Host: bench, x-bench: 1;
+#   * layout (if taskset works and nproc >= 2): fortio + backend on CPU 0, proxy on CPU 1 with
+#     GOMAXPROCS=1;
+#   * a phase whose unattributed CPU (box busy time minus proxy, backend and fortio) exceeds
+#     NOISE_MAX cores is marked noisy; medians use the clean phases when a config has >= 2 of them;
+#   * checks the istio config: no non-2xx, v2 share of the matched route 10 % +- 1 pp, requests
+#     without the header (second route) all on v1;
+#   * prints medians and ratios (to plain and to direct) and writes bench/results/<timestamp>.json.
+# Exit status: 0 when every request succeeded and the split was right; 1 otherwise. The issue's
+# targets (istio >= 0.9x plain throughput, < 0.5 ms added p99 at fixed load) are printed, not gated:
+# the machine is shared, so the figures are indicative.
+#
+# Needs: go, curl, jq; taskset (util-linux) for pinning. Ports 18080, 18090, 18100 and the admin
+# port 12019 must be free. Never run by the test suite.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: bench/run.sh [options]
+  --rounds N        interleaved rounds                     (ROUNDS, default 3)
+  --max DUR         max-rate phase duration, fortio -t     (MAX_DURATION, default 8s)
+  --fixed DUR       fixed-load phase duration              (FIXED_DURATION, default 15s)
+  --qps N           fixed load, requests per second        (QPS, default 2000)
+  --conns N         connections at fixed load              (CONNS, default 16)
+  --max-conns N     connections at max rate                (MAX_CONNS, default 32)
+  --noise-max C     noisy-phase threshold, cores           (NOISE_MAX, default 0.15)
+  --idle-max F      wait before a config until the box is below F busy (0..1)  (IDLE_MAX, default 0.30)
+  --idle-wait S     ... for at most S seconds              (IDLE_WAIT, default 20)
+  --profile         after the rounds, CPU + alloc profiles of plain and istio at max rate (PROFILE=1)
+  --no-build        use the binaries already in .cache/bin  (NO_BUILD=1)
+EOF
+}
+
+ROUNDS="${ROUNDS:-3}"
+MAX_DURATION="${MAX_DURATION:-8s}"
+FIXED_DURATION="${FIXED_DURATION:-15s}"
+QPS="${QPS:-2000}"
+CONNS="${CONNS:-16}"
+MAX_CONNS="${MAX_CONNS:-32}"
+NOISE_MAX="${NOISE_MAX:-0.15}"
+IDLE_MAX="${IDLE_MAX:-0.30}"
+IDLE_WAIT="${IDLE_WAIT:-20}"
+PROFILE="${PROFILE:-0}"
+NO_BUILD="${NO_BUILD:-0}"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--rounds) ROUNDS="$2"; shift 2 ;;
+	--max) MAX_DURATION="$2"; shift 2 ;;
+	--fixed) FIXED_DURATION="$2"; shift 2 ;;
+	--qps) QPS="$2"; shift 2 ;;
+	--conns) CONNS="$2"; shift 2 ;;
+	--max-conns) MAX_CONNS="$2"; shift 2 ;;
+	--noise-max) NOISE_MAX="$2"; shift 2 ;;
+	--idle-max) IDLE_MAX="$2"; shift 2 ;;
+	--idle-wait) IDLE_WAIT="$2"; shift 2 ;;
+	--profile) PROFILE=1; shift ;;
+	--no-build) NO_BUILD=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+for tool in go curl jq; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "run.sh: $tool is required" >&2; exit 1; }
+done
+
+bin="$root/.cache/bin"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+results="$here/results"
+work="$results/$stamp"
+mkdir -p "$bin" "$work"
+out_json="$results/$stamp.json"
+
+BACKEND_V1=127.0.0.1:18080
+BACKEND_V2=127.0.0.1:18090
+PROXY=127.0.0.1:18100
+ADMIN=127.0.0.1:12019
+CONFIGS=(direct plain istio)
+# The same request for every config: the Host the VirtualService answers and its matching header.
+REQ_HEADERS=(-H "Host: bench" -H "x-bench: 1")
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# --- build -------------------------------------------------------------------------------------
+if [ "$NO_BUILD" != 1 ]; then
+	log "building caddy, the backend and fortio v1.66.5 ..."
+	go build -o "$bin/caddy" ./xcaddy
+	go build -o "$bin/bench-backend" ./bench/backend
+	if ! "$bin/fortio" version 2>/dev/null | grep -qx '1.66.5'; then
+		GOBIN="$bin" go install fortio.org/fortio@v1.66.5
+	fi
+fi
+for b in caddy bench-backend fortio; do
+	[ -x "$bin/$b" ] || { echo "run.sh: $bin/$b missing (run without --no-build)" >&2; exit 1; }
+done
+
+# --- layout ------------------------------------------------------------------------------------
+LG=()
+PX=()
+PROXY_ENV=()
+layout="unpinned (taskset unavailable or fewer than 2 CPUs)"
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
+	LG=(taskset -c 0)
+	PX=(taskset -c 1)
+	PROXY_ENV=(GOMAXPROCS=1)
+	layout="fortio + backend on CPU 0 (GOMAXPROCS=1), proxy on CPU 1 (GOMAXPROCS=1)"
+fi
+
+# --- configs -----------------------------------------------------------------------------------
+cat >"$work/plain.json" <<EOF
+{
+  "admin": {"listen": "$ADMIN"},
+  "apps": {"http": {"servers": {"bench": {
+    "listen": ["$PROXY"],
+    "automatic_https": {"disable": true},
+    "routes": [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": "$BACKEND_V1"}]}]}]
+  }}}}
+}
+EOF
+
+cat >"$work/istio.yaml" <<EOF
+# One service, two workloads (v1, v2) on the backend's two ports; the VirtualService sends the
+# requests carrying x-bench: 1 90/10 to v1/v2, everything else to v1. No loadBalancer in the
+# DestinationRule: Istio's default, LEAST_REQUEST.
+apiVersion: v1
+kind: Service
+metadata:
+  name: bench
+spec:
+  ports:
+  - port: ${PROXY##*:}
+    name: http
+  selector:
+    app: bench
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: bench-v1
+spec:
+  address: ${BACKEND_V1%:*}
+  labels:
+    app: bench
+    version: v1
+  ports:
+    http: ${BACKEND_V1##*:}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: bench-v2
+spec:
+  address: ${BACKEND_V2%:*}
+  labels:
+    app: bench
+    version: v2
+  ports:
+    http: ${BACKEND_V2##*:}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: bench
+spec:
+  host: bench
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bench
+spec:
+  hosts:
+  - bench
+  http:
+  - match:
+    - headers:
+        x-bench:
+          exact: "1"
+    route:
+    - destination:
+        host: bench
+        subset: v1
+      weight: 90
+    - destination:
+        host: bench
+        subset: v2
+      weight: 10
+  - route:
+    - destination:
+        host: bench
+        subset: v1
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: default
+spec:
+  egress:
+  - port:
+      number: ${PROXY##*:}
+      protocol: HTTP
+      name: http
+    bind: ${PROXY%:*}
+    hosts:
+    - "./*"
+EOF
+
+# --- process handling --------------------------------------------------------------------------
+pids=()
+cleanup() {
+	trap - INT TERM EXIT
+	local pid
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+	local keep=() pid
+	for pid in "${pids[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+	pids=("${keep[@]}")
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in "$BACKEND_V1" "$BACKEND_V2" "$PROXY" "$ADMIN"; do
+	port_free "$addr" || { echo "run.sh: $addr is in use" >&2; exit 1; }
+done
+
+# --- CPU accounting ----------------------------------------------------------------------------
+TICK="$(getconf CLK_TCK)"
+box_busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+proc_ticks() { # utime+stime of a PID, 0 when it is not running
+	if [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ]; then
+		sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12+$13}'
+	else
+		echo 0
+	fi
+}
+children_seconds() { # VAR: user+sys of the shell's reaped children (fortio runs in the foreground)
+	# `times` in the shell itself: in a $(...) subshell it would report the subshell's children.
+	times >"$work/times"
+	printf -v "$1" '%s' "$(tail -n 1 "$work/times" | awk '{s=0; for(i=1;i<=2;i++){split($i,a,"m"); sub("s","",a[2]); s+=a[1]*60+a[2]} print s}')"
+}
+now_ns() { date +%s%N; }
+box_busy_fraction() { # busy share of all CPUs over one second
+	local b0 b1 t0 t1
+	b0=$(box_busy_ticks); t0=$(now_ns); sleep 1; b1=$(box_busy_ticks); t1=$(now_ns)
+	awk -v b="$((b1 - b0))" -v hz="$TICK" -v ns="$((t1 - t0))" -v n="$(nproc)" 'BEGIN{printf "%.3f", (b/hz)/(ns/1e9)/n}'
+}
+wait_for_idle() {
+	local start=$SECONDS busy
+	busy=$(box_busy_fraction)
+	while awk -v b="$busy" -v m="$IDLE_MAX" 'BEGIN{exit !(b > m)}'; do
+		if [ $((SECONDS - start)) -ge "$IDLE_WAIT" ]; then
+			log "  box still ${busy} busy after ${IDLE_WAIT}s; measuring anyway"
+			return
+		fi
+		sleep 2
+		busy=$(box_busy_fraction)
+	done
+	[ $((SECONDS - start)) -le 1 ] || log "  waited $((SECONDS - start))s for the box to quiet down (${busy} busy)"
+}
+
+# --- backend -----------------------------------------------------------------------------------
+"${LG[@]}" env GOMAXPROCS=1 "$bin/bench-backend" -addrs "$BACKEND_V1,$BACKEND_V2" -size 1024 >"$work/backend.log" 2>&1 &
+backend_pid=$!
+pids+=("$backend_pid")
+wait_http() { # URL [curl args]: wait up to 20 s for a 200
+	local url="$1" deadline=$((SECONDS + 20))
+	shift
+	until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$@" "$url")" = 200 ]; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.2
+	done
+}
+wait_http "http://$BACKEND_V1/" || { echo "run.sh: backend did not start" >&2; cat "$work/backend.log" >&2; exit 1; }
+counts() { curl -s "http://$BACKEND_V1/__count" | jq -c --arg a "$BACKEND_V1" --arg b "$BACKEND_V2" '[.[$a], .[$b]]'; }
+
+# --- one config --------------------------------------------------------------------------------
+proxy_pid=""
+start_proxy() { # config
+	local cfg="$1"
+	proxy_pid=""
+	case "$cfg" in
+	direct) return 0 ;;
+	plain)
+		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain.json" >>"$work/caddy-plain.log" 2>&1 &
+		;;
+	istio)
+		CADDY_ADMIN="$ADMIN" XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/istio.yaml" >>"$work/caddy-istio.log" 2>&1 &
+		;;
+	esac
+	proxy_pid=$!
+	pids+=("$proxy_pid")
+	if ! wait_http "http://$PROXY/" "${REQ_HEADERS[@]}"; then
+		echo "run.sh: $cfg proxy did not answer 200; log:" >&2
+		tail -n 20 "$work/caddy-$cfg.log" >&2
+		exit 1
+	fi
+}
+stop_proxy() {
+	[ -n "$proxy_pid" ] || return 0
+	kill "$proxy_pid" 2>/dev/null || true
+	wait "$proxy_pid" 2>/dev/null || true
+	forget_pid "$proxy_pid"
+	proxy_pid=""
+	local deadline=$((SECONDS + 10))
+	until port_free "$PROXY" && port_free "$ADMIN"; do
+		[ $SECONDS -lt $deadline ] || { echo "run.sh: proxy ports still busy" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+url_for() { if [ "$1" = direct ]; then echo "http://$BACKEND_V1/"; else echo "http://$PROXY/"; fi; }
+
+# run_phase ROUND CONFIG PHASE FORTIO-ARGS...: one fortio run plus its CPU accounting -> raw.jsonl
+run_phase() {
+	local round="$1" cfg="$2" phase="$3"
+	shift 3
+	local json="$work/$cfg-r$round-$phase.json"
+	local b0 b1 p0 p1 k0 k1 f0 f1 t0 t1 c0 c1
+	c0=$(counts)
+	b0=$(box_busy_ticks); p0=$(proc_ticks "$proxy_pid"); k0=$(proc_ticks "$backend_pid"); children_seconds f0; t0=$(now_ns)
+	"${LG[@]}" "$bin/fortio" load -quiet -p 50,90,99,99.9 -json "$json" "${REQ_HEADERS[@]}" "$@" "$(url_for "$cfg")" >>"$work/fortio.log" 2>&1
+	t1=$(now_ns); children_seconds f1; k1=$(proc_ticks "$backend_pid"); p1=$(proc_ticks "$proxy_pid"); b1=$(box_busy_ticks)
+	c1=$(counts)
+	jq -c --argjson round "$round" --arg config "$cfg" --arg phase "$phase" \
+		--argjson wall "$(awk -v n="$((t1 - t0))" 'BEGIN{print n/1e9}')" \
+		--argjson box "$(awk -v t="$((b1 - b0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
+		--argjson proxy "$(awk -v t="$((p1 - p0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
+		--argjson backend "$(awk -v t="$((k1 - k0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
+		--argjson fortio "$(awk -v a="$f0" -v b="$f1" 'BEGIN{print b-a}')" \
+		--argjson c0 "$c0" --argjson c1 "$c1" --argjson noise_max "$NOISE_MAX" '
+		def pct(p): (.DurationHistogram.Percentiles[] | select(.Percentile == p) | .Value * 1000);
+		{
+			round: $round, config: $config, phase: $phase,
+			rps: .ActualQPS,
+			requests: .DurationHistogram.Count,
+			ok: (.RetCodes["200"] // 0),
+			p50_ms: pct(50), p90_ms: pct(90), p99_ms: pct(99), p999_ms: pct(99.9),
+			wall_s: $wall,
+			proxy_cores: ($proxy / $wall),
+			unattributed_cores: (($box - $proxy - $backend - $fortio) / $wall),
+			v1: ($c1[0] - $c0[0]), v2: ($c1[1] - $c0[1])
+		}
+		| .errors = (.requests - .ok)
+		| .proxy_vcpu_per_1000_rps = (if .rps > 0 then .proxy_cores / .rps * 1000 else null end)
+		| .noisy = (.unattributed_cores > $noise_max)
+		' "$json" | tee -a "$work/raw.jsonl" | jq -r '"  \(.config) \(.phase): \(.rps|floor) rps, p50 \(.p50_ms*100|round/100) ms, p99 \(.p99_ms*100|round/100) ms, errors \(.errors), proxy \(.proxy_cores*100|round/100) cores, unattributed \(.unattributed_cores*100|round/100) cores\(if .noisy then " (noisy)" else "" end)"' >&2
+}
+
+uptime_before="$(uptime)"
+log "uptime before: $uptime_before"
+log "layout: $layout"
+log "rounds $ROUNDS; max rate ${MAX_DURATION} at ${MAX_CONNS} connections; fixed ${QPS} qps for ${FIXED_DURATION} at ${CONNS} connections"
+: >"$work/raw.jsonl"
+: >"$work/checks.jsonl"
+
+for round in $(seq 1 "$ROUNDS"); do
+	order=()
+	for i in "${!CONFIGS[@]}"; do order+=("${CONFIGS[$(((i + round - 1) % ${#CONFIGS[@]}))]}"); done
+	log "round $round/$ROUNDS: ${order[*]}"
+	for cfg in "${order[@]}"; do
+		wait_for_idle
+		start_proxy "$cfg"
+		"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c "$CONNS" -t 2s "${REQ_HEADERS[@]}" "$(url_for "$cfg")" >/dev/null 2>&1
+		run_phase "$round" "$cfg" max -qps 0 -c "$MAX_CONNS" -t "$MAX_DURATION"
+		run_phase "$round" "$cfg" fixed -qps "$QPS" -c "$CONNS" -t "$FIXED_DURATION"
+		if [ "$cfg" = istio ]; then
+			# The second route: no x-bench header, all to v1.
+			c0=$(counts)
+			"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c 4 -n 2000 -H "Host: bench" -json "$work/istio-r$round-nomatch.json" "http://$PROXY/" >/dev/null 2>&1
+			c1=$(counts)
+			jq -c --argjson round "$round" --argjson c0 "$c0" --argjson c1 "$c1" \
+				'{round: $round, check: "no header -> v1", requests: .DurationHistogram.Count, ok: (.RetCodes["200"] // 0), v1: ($c1[0]-$c0[0]), v2: ($c1[1]-$c0[1])}' \
+				"$work/istio-r$round-nomatch.json" >>"$work/checks.jsonl"
+		fi
+		if [ -n "$proxy_pid" ]; then
+			jq -nc --argjson round "$round" --arg config "$cfg" \
+				--argjson rss "$(awk '/^VmRSS/{print $2/1024}' "/proc/$proxy_pid/status")" \
+				--argjson hwm "$(awk '/^VmHWM/{print $2/1024}' "/proc/$proxy_pid/status")" \
+				'{round: $round, config: $config, phase: "memory", rss_mb: $rss, hwm_mb: $hwm}' >>"$work/raw.jsonl"
+		fi
+		stop_proxy
+	done
+done
+
+# --- optional profiles -------------------------------------------------------------------------
+# CPU profile of the middle 10 s of a 14 s max-rate run, and the process's allocations since start
+# (start-up is a negligible share), divided by the requests fortio made: per-request cost.
+profiles=()
+: >"$work/profiles.jsonl"
+if [ "$PROFILE" = 1 ]; then
+	for cfg in plain istio; do
+		log "profiling $cfg at max rate (10 s) ..."
+		start_proxy "$cfg"
+		"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c "$MAX_CONNS" -t 14s -json "$work/$cfg-profile-load.json" \
+			"${REQ_HEADERS[@]}" "$(url_for "$cfg")" >/dev/null 2>&1 &
+		load_pid=$!
+		pids+=("$load_pid")
+		sleep 2
+		p0=$(proc_ticks "$proxy_pid")
+		curl -s -o "$results/$stamp-$cfg.cpu.pprof" "http://$ADMIN/debug/pprof/profile?seconds=10"
+		p1=$(proc_ticks "$proxy_pid")
+		wait "$load_pid" || true
+		forget_pid "$load_pid"
+		curl -s -o "$results/$stamp-$cfg.allocs.pprof" "http://$ADMIN/debug/pprof/allocs"
+		stop_proxy
+		pp() { go tool pprof "$@" "$bin/caddy" 2>/dev/null; }
+		pp -top -nodecount=40 "$results/$stamp-$cfg.cpu.pprof" >"$results/$stamp-$cfg.cpu.top.txt" || true
+		pp -top -cum -nodecount=80 "$results/$stamp-$cfg.cpu.pprof" >"$results/$stamp-$cfg.cpu.cum.txt" || true
+		pp -top -nodecount=40 -sample_index=alloc_space "$results/$stamp-$cfg.allocs.pprof" >"$results/$stamp-$cfg.allocs.top.txt" || true
+		alloc_bytes=$(pp -top -nodecount=1 -sample_index=alloc_space -unit=B "$results/$stamp-$cfg.allocs.pprof" | sed -n 's/.* of \([0-9.]*\)B total.*/\1/p')
+		alloc_objects=$(pp -top -nodecount=1 -sample_index=alloc_objects "$results/$stamp-$cfg.allocs.pprof" | sed -n 's/.* of \([0-9.]*\) total.*/\1/p')
+		jq -c --arg config "$cfg" --argjson bytes "${alloc_bytes:-null}" --argjson objects "${alloc_objects:-null}" \
+			--argjson cpu_s "$(awk -v t="$((p1 - p0))" -v hz="$TICK" 'BEGIN{print t/hz}')" '
+			{config: $config, rps: .ActualQPS, requests: .DurationHistogram.Count}
+			| .proxy_cpu_us_per_request = ($cpu_s / (.rps * 10) * 1e6)
+			| .alloc_bytes_per_request = (if $bytes == null then null else $bytes / .requests end)
+			| .allocs_per_request = (if $objects == null then null else $objects / .requests end)
+			' "$work/$cfg-profile-load.json" >>"$work/profiles.jsonl"
+		profiles+=("$results/$stamp-$cfg.cpu.pprof" "$results/$stamp-$cfg.allocs.pprof")
+	done
+fi
+
+uptime_after="$(uptime)"
+log "uptime after: $uptime_after"
+
+# --- summary -----------------------------------------------------------------------------------
+jq -s \
+	--arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	--arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
+	--argjson nproc "$(nproc)" \
+	--arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	--arg go "$(go env GOVERSION)" \
+	--arg layout "$layout" \
+	--arg uptime_before "$uptime_before" --arg uptime_after "$uptime_after" \
+	--argjson rounds "$ROUNDS" --arg max_duration "$MAX_DURATION" --arg fixed_duration "$FIXED_DURATION" \
+	--argjson qps "$QPS" --argjson conns "$CONNS" --argjson max_conns "$MAX_CONNS" --argjson noise_max "$NOISE_MAX" \
+	--slurpfile checks "$work/checks.jsonl" --slurpfile per_request "$work/profiles.jsonl" \
+	--argjson profiles "$(printf '%s\n' "${profiles[@]}" | jq -R . | jq -sc 'map(select(. != ""))')" '
+	def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	def pick(cfg; ph): map(select(.config == cfg and .phase == ph));
+	# clean phases when at least 2 are clean, else all of them (flagged)
+	def usable: (map(select(.noisy | not))) as $c | if ($c | length) >= 2 then {runs: $c, all_clean_or_enough: true} else {runs: ., all_clean_or_enough: false} end;
+	. as $raw
+	| ["direct", "plain", "istio"] as $cfgs
+	| (reduce $cfgs[] as $cfg ({};
+		($raw | pick($cfg; "max") | usable) as $m
+		| ($raw | pick($cfg; "fixed") | usable) as $f
+		| .[$cfg] = {
+			max: {n: ($m.runs | length), noisy_fallback: ($m.all_clean_or_enough | not),
+				rps: ($m.runs | map(.rps) | median),
+				proxy_cores: ($m.runs | map(.proxy_cores) | median),
+				rps_per_proxy_core: ($m.runs | map(select(.proxy_cores > 0) | .rps / .proxy_cores) | median)},
+			fixed: {n: ($f.runs | length), noisy_fallback: ($f.all_clean_or_enough | not),
+				rps: ($f.runs | map(.rps) | median),
+				p50_ms: ($f.runs | map(.p50_ms) | median), p90_ms: ($f.runs | map(.p90_ms) | median),
+				p99_ms: ($f.runs | map(.p99_ms) | median), p999_ms: ($f.runs | map(.p999_ms) | median),
+				proxy_vcpu_per_1000_rps: ($f.runs | map(.proxy_vcpu_per_1000_rps) | if .[0] == null then null else median end)},
+			rss_mb: ($raw | pick($cfg; "memory") | map(.rss_mb) | median),
+			errors: ($raw | map(select(.config == $cfg and .phase != "memory") | .errors) | add)
+		})) as $med
+	| def ratio(a; b): {
+			throughput: ($med[a].max.rps / $med[b].max.rps),
+			per_proxy_core: (if $med[a].max.rps_per_proxy_core != null and $med[b].max.rps_per_proxy_core != null
+				then $med[a].max.rps_per_proxy_core / $med[b].max.rps_per_proxy_core else null end),
+			added_p50_ms: ($med[a].fixed.p50_ms - $med[b].fixed.p50_ms),
+			added_p90_ms: ($med[a].fixed.p90_ms - $med[b].fixed.p90_ms),
+			added_p99_ms: ($med[a].fixed.p99_ms - $med[b].fixed.p99_ms)
+		};
+	($raw | map(select(.config == "istio" and .phase != "memory")) | {v1: (map(.v1) | add), v2: (map(.v2) | add)}) as $split
+	| {
+		date: $date,
+		machine: {nproc: $nproc, cpu: $cpu, uptime_before: $uptime_before, uptime_after: $uptime_after},
+		commit: $commit, go: $go, fortio: "1.66.5", layout: $layout,
+		settings: {rounds: $rounds, max_duration: $max_duration, max_conns: $max_conns,
+			fixed_qps: $qps, fixed_duration: $fixed_duration, fixed_conns: $conns, noise_max_cores: $noise_max},
+		medians: $med,
+		ratios: {"plain/direct": ratio("plain"; "direct"), "istio/direct": ratio("istio"; "direct"), "istio/plain": ratio("istio"; "plain")},
+		targets: {
+			istio_throughput_vs_plain: {want: ">= 0.9", got: ratio("istio"; "plain").throughput, met: (ratio("istio"; "plain").throughput >= 0.9)},
+			istio_added_p99_vs_plain_ms: {want: "< 0.5", got: ratio("istio"; "plain").added_p99_ms, met: (ratio("istio"; "plain").added_p99_ms < 0.5)}
+		},
+		checks: {
+			errors: ($raw | map(select(.phase != "memory") | .errors) | add),
+			split: ($split + {v2_share: ($split.v2 / ($split.v1 + $split.v2)), ok: (($split.v2 / ($split.v1 + $split.v2) - 0.1) | fabs <= 0.01)}),
+			no_header_route: ($checks | {requests: (map(.requests) | add), ok: (map(.ok) | add), v2: (map(.v2) | add)}
+				| .pass = (.v2 == 0 and .ok == .requests))
+		},
+		profiles: {files: $profiles, per_request: $per_request},
+		runs: $raw
+	}' "$work/raw.jsonl" >"$out_json"
+
+# --- table -------------------------------------------------------------------------------------
+jq -r '
+	def f(n): if . == null then "-" else (. * pow(10; n) | round / pow(10; n) | tostring) end;
+	def s(n): if . == null then "-" elif . >= 0 then "+" + (f(n)) else f(n) end;
+	"caddy-istio bench, \(.date), commit \(.commit), \(.machine.nproc) x \(.machine.cpu)",
+	"layout: \(.layout)",
+	"max rate: fortio -qps 0 -c \(.settings.max_conns) -t \(.settings.max_duration); fixed: -qps \(.settings.fixed_qps) -c \(.settings.fixed_conns) -t \(.settings.fixed_duration); medians of \(.settings.rounds) interleaved rounds",
+	"uptime before: \(.machine.uptime_before | sub("^ +"; ""))",
+	"uptime after:  \(.machine.uptime_after | sub("^ +"; ""))",
+	"",
+	"| config | max rps (n) | max rps per proxy core | fixed p50 ms | p90 ms | p99 ms | p99.9 ms | (n) | proxy vCPU/1k rps | RSS MB | errors |",
+	"|---|---|---|---|---|---|---|---|---|---|---|",
+	(.medians | to_entries[] | "| \(.key) | \(.value.max.rps | f(0)) (\(.value.max.n)\(if .value.max.noisy_fallback then ", noisy" else "" end)) | \(.value.max.rps_per_proxy_core | f(0)) | \(.value.fixed.p50_ms | f(3)) | \(.value.fixed.p90_ms | f(3)) | \(.value.fixed.p99_ms | f(3)) | \(.value.fixed.p999_ms | f(3)) | (\(.value.fixed.n)\(if .value.fixed.noisy_fallback then ", noisy" else "" end)) | \(.value.fixed.proxy_vcpu_per_1000_rps | f(3)) | \(.value.rss_mb | f(1)) | \(.value.errors) |"),
+	"",
+	"| ratio | throughput | per proxy core | added p50 ms | added p90 ms | added p99 ms |",
+	"|---|---|---|---|---|---|",
+	(.ratios | to_entries[] | "| \(.key) | \(.value.throughput | f(3)) | \(.value.per_proxy_core | f(3)) | \(.value.added_p50_ms | s(3)) | \(.value.added_p90_ms | s(3)) | \(.value.added_p99_ms | s(3)) |"),
+	"",
+	"targets: istio/plain throughput \(.targets.istio_throughput_vs_plain.got | f(3)) (want >= 0.9): \(if .targets.istio_throughput_vs_plain.met then "met" else "MISSED" end); added p99 \(.targets.istio_added_p99_vs_plain_ms.got | s(3)) ms (want < 0.5): \(if .targets.istio_added_p99_vs_plain_ms.met then "met" else "MISSED" end)",
+	(.profiles.per_request[] | "profile \(.config): \(.rps | f(0)) rps, proxy CPU \(.proxy_cpu_us_per_request | f(1)) us/request, \(.alloc_bytes_per_request | f(0)) B and \(.allocs_per_request | f(1)) allocations/request"),
+	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)"
+' "$out_json"
+echo
+echo "results: $out_json (raw fortio output in $work/)"
+if [ "${#profiles[@]}" -gt 0 ]; then
+	echo "profiles: ${profiles[*]} (top lists in $results/$stamp-*.top.txt)"
+fi
+
+jq -e '.checks.errors == 0 and .checks.split.ok and .checks.no_header_route.pass' "$out_json" >/dev/null
