@@ -107,11 +107,12 @@ func TestVSFieldRetries(t *testing.T) {
 	})
 
 	// attempts: 0 with one endpoint refusing connections: no retry, so the
-	// requests that pick it fail with Envoy's 503 for a connect failure
+	// requests that pick it fail with Envoy's 503 for a connect failure; and
+	// the same 503 when every endpoint refuses, after the default retries
 	// ("upstream connect error or disconnect/reset before headers. reset
 	// reason: connection failure").
 	t.Run("attempts-0-connect-failure", func(t *testing.T) {
-		t.Skip("bug: a connect failure answers 502 with an empty body (reverse_proxy's DialError status), Envoy answers 503; modules/istioroute must map it")
+		t.Skip("bug: a connect failure (with attempts: 0, or every endpoint down with the default policy) answers 502 with an empty body (reverse_proxy's DialError status); Envoy answers 503; modules/istioroute must map it")
 		b := startBackends(t, "flaky/up")
 		b["flaky/down"] = closedPort(t)
 		client := hostClient(t, meshAddr(startVSMesh(t, retryConfig(t, b, "    retries:\n      attempts: 0\n"))))
@@ -128,6 +129,12 @@ func TestVSFieldRetries(t *testing.T) {
 		if failed == 0 {
 			t.Errorf("no request failed on the refusing endpoint in %d requests: were connect failures retried?", requests)
 		}
+
+		// Every endpoint refusing, with the default policy: 503 after the
+		// retries.
+		down := backends{"flaky/down1": closedPort(t), "flaky/down2": closedPort(t)}
+		client = hostClient(t, meshAddr(startVSMesh(t, retryConfig(t, down, ""))))
+		expectNoBackend(t, "every endpoint down", get(t, client, "http://flaky:9080/"), http.StatusServiceUnavailable)
 	})
 
 	// perTryTimeout: each attempt gets 0.2s; with a slow (1s) and a fast
