@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,6 +88,13 @@ func TestVSFieldEgressTimeoutCorpus(t *testing.T) {
 	}
 	serviceEntry = strings.TrimRight(serviceEntry, "\n") + fmt.Sprintf("\n  endpoints:\n  - address: 127.0.0.1\n    ports:\n      http: %s\n", port)
 	config := joinDocs(serviceEntry, corpus(t, trafficTasks+"egress/egress-control/snip_manage_traffic_to_external_services_2.yaml"))
+	// The ServiceEntry's port 80 is the listener's port: it needs root or
+	// CAP_NET_BIND_SERVICE (or a low net.ipv4.ip_unprivileged_port_start).
+	if probe, err := net.Listen("tcp", randomLoopback()+":80"); err == nil {
+		probe.Close()
+	} else if errors.Is(err, syscall.EACCES) {
+		t.Skipf("cannot listen on port 80: %v", err)
+	}
 	bind := startVSMesh(t, config, 80)
 	client := hostClient(t, bind+":80")
 	client.Timeout = 20 * time.Second
