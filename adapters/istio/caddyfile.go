@@ -82,7 +82,7 @@ func ListenerVirtualHosts(objs []*istioyaml.Object, listener string, port uint32
 	t := newTranslator(objs, Options{MeshListen: DefaultMeshListen})
 	t.buildRegistry()
 	t.buildClusters()
-	t.checkVirtualServices()
+	t.checkVirtualServices(t.meshListeners())
 
 	var vhosts []*istioroute.VirtualHost
 	if listener == meshGateway {

@@ -179,20 +179,40 @@ func (t *translator) delegatedRoutes(vs *virtualService, path string, root *netw
 	return out
 }
 
-// exportedTo reports whether the delegate d may be used by a root in
-// namespace ns: its exportTo is empty (every namespace), or lists "*", ns,
-// or "." when ns is its own namespace.
-func exportedTo(d *virtualService, ns string) bool {
-	to := d.spec.GetExportTo()
-	if len(to) == 0 {
-		return true
+// exportedTo reports whether vs is visible to namespace ns (a delegate
+// to its root's namespace, a VirtualService with hosts to a proxy's).
+func exportedTo(vs *virtualService, ns string) bool {
+	return exportRank(vs, ns) != notExported
+}
+
+// Export ranks: the order in which Istio's VirtualServicesForGateway lists
+// the VirtualServices visible to a proxy namespace, document order within
+// each rank.
+const (
+	exportPrivate = iota // exported to "." or its own namespace, the proxy's
+	exportNamed          // exported to the proxy's namespace by name
+	exportPublic         // exported to "*", or exportTo empty
+	notExported
+)
+
+// exportRank is the rank of vs for a proxy in namespace ns: exportTo empty
+// or with "*" is every namespace (the mesh default), "." is the
+// VirtualService's own namespace, any other entry names a namespace.
+func exportRank(vs *virtualService, ns string) int {
+	to := vs.spec.GetExportTo()
+	if len(to) == 0 || slices.Contains(to, "*") {
+		return exportPublic
 	}
+	rank := notExported
 	for _, e := range to {
-		if e == "*" || e == ns || (e == "." && d.obj.Namespace == ns) {
-			return true
+		switch {
+		case (e == "." || e == vs.obj.Namespace) && ns == vs.obj.Namespace:
+			return exportPrivate
+		case e == ns:
+			rank = exportNamed
 		}
 	}
-	return false
+	return rank
 }
 
 // inheritModifiers copies into leaf the route modifiers it leaves unset

@@ -17,7 +17,8 @@
 // workloadSelector labels and namespace on a Sidecar's mesh listeners, no
 // labels and namespace "default" on the default mesh listener, and the
 // Gateway's selector labels and namespace on a Gateway's listener (see
-// proxyIdentity).
+// proxyIdentity). That namespace also decides which VirtualServices the
+// listener sees: those exported to it (spec.exportTo).
 //
 // The translation is pure: no listeners, goroutines or runtime state. What
 // it cannot express yet becomes a warning naming the field, and the

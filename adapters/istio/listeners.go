@@ -116,10 +116,11 @@ type gatewayServer struct {
 // buildServers returns the Caddy HTTP servers: the mesh listeners and one
 // per Gateway (bind, port).
 func (t *translator) buildServers() map[string]*caddyhttp.Server {
-	t.checkVirtualServices()
+	mesh := t.meshListeners()
+	t.checkVirtualServices(mesh)
 	servers := make(map[string]*caddyhttp.Server)
 	var served []*meshListener
-	for _, l := range t.meshListeners() {
+	for _, l := range mesh {
 		vhosts := t.meshVirtualHosts(l)
 		if l.implicit && len(vhosts) == 0 {
 			continue

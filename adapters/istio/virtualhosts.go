@@ -2,7 +2,9 @@ package istio
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,8 +50,16 @@ func vsGateways(vs *virtualService) map[string]bool {
 }
 
 // checkVirtualServices warns about VirtualService fields that are not
-// translated and about gateways that do not exist.
-func (t *translator) checkVirtualServices() {
+// translated, about gateways that do not exist and about VirtualServices
+// that no listener sees: not exported to the namespace of a gateway they
+// are bound to, or of any mesh listener.
+func (t *translator) checkVirtualServices(mesh []*meshListener) {
+	meshNamespaces := make(map[string]bool)
+	for _, l := range mesh {
+		for _, p := range l.proxies {
+			meshNamespaces[p.namespace] = true
+		}
+	}
 	known := make(map[string]*gateway)
 	for _, gw := range t.gateways {
 		known[gw.ref()] = gw
@@ -66,8 +76,8 @@ func (t *translator) checkVirtualServices() {
 		if len(vs.spec.GetTls()) > 0 {
 			t.warn(vs.obj, "spec.tls", notImplemented)
 		}
-		if len(vs.spec.GetExportTo()) > 0 {
-			t.warn(vs.obj, "spec.exportTo", notImplemented+" (every client sees the VirtualService)")
+		if len(vs.spec.GetHttp()) > 0 && vsGateways(vs)[meshGateway] && len(meshNamespaces) > 0 && !exportedToAny(vs, meshNamespaces) {
+			t.warn(vs.obj, "spec.exportTo", fmt.Sprintf("not exported to the namespace of a mesh listener (%s): not served on the mesh", strings.Join(slices.Sorted(maps.Keys(meshNamespaces)), ", ")))
 		}
 		for i, r := range vs.spec.GetGateways() {
 			ref := resolveGatewayRef(r, vs.obj.Namespace)
@@ -78,6 +88,8 @@ func (t *translator) checkVirtualServices() {
 			switch gw := known[ref]; {
 			case gw == nil:
 				t.warn(vs.obj, field, fmt.Sprintf("gateway %s is not defined: the VirtualService is not served on it", ref))
+			case !exportedTo(vs, gw.obj.Namespace):
+				t.warn(vs.obj, field, fmt.Sprintf("the VirtualService is not exported to namespace %s of gateway %s: it is not served there", gw.obj.Namespace, ref))
 			case !sharesHost(vs, gw):
 				t.warn(vs.obj, field, fmt.Sprintf("no host of the VirtualService matches a host of gateway %s: it is not served there", ref))
 			}
@@ -104,15 +116,83 @@ func sharesHost(vs *virtualService, gw *gateway) bool {
 	return false
 }
 
+// exportedToAny reports whether vs is exported to one of namespaces.
+func exportedToAny(vs *virtualService, namespaces map[string]bool) bool {
+	for ns := range namespaces {
+		if exportedTo(vs, ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// exportedProxies are the identities among proxies that vs is exported
+// to: a listener shared by Sidecars of several namespaces builds the
+// routes of vs for those that see it.
+func exportedProxies(vs *virtualService, proxies []proxyIdentity) []proxyIdentity {
+	var out []proxyIdentity
+	for _, p := range proxies {
+		if exportedTo(vs, p.namespace) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// byExportRank sorts vss, stably, by their rank (see exportRank), as
+// Istio lists a proxy's VirtualServices: this order decides which one
+// wins a host on the mesh and the merge order on a gateway.
+func byExportRank(vss []*virtualService, rank map[*virtualService]int) {
+	sort.SliceStable(vss, func(i, j int) bool { return rank[vss[i]] < rank[vss[j]] })
+}
+
 // meshVirtualServices are the VirtualServices with http routes bound to
-// the mesh, in document order.
-func (t *translator) meshVirtualServices() []*virtualService {
+// the mesh and exported to the namespace of one of l's proxies, by export
+// rank then in document order.
+func (t *translator) meshVirtualServices(l *meshListener) []*virtualService {
 	var out []*virtualService
+	rank := make(map[*virtualService]int)
 	for _, vs := range t.virtualServices {
-		if len(vs.spec.GetHttp()) > 0 && vsGateways(vs)[meshGateway] {
+		if len(vs.spec.GetHttp()) == 0 || !vsGateways(vs)[meshGateway] {
+			continue
+		}
+		best := notExported
+		for _, p := range l.proxies {
+			best = min(best, exportRank(vs, p.namespace))
+		}
+		if best != notExported {
+			rank[vs] = best
 			out = append(out, vs)
 		}
 	}
+	byExportRank(out, rank)
+	return out
+}
+
+// gatewayVirtualServices are the VirtualServices with http routes bound to
+// a Gateway of l and exported to that Gateway's namespace (Istio: only
+// the VirtualServices exported to the gateway proxy's namespace count),
+// by export rank then in document order.
+func (t *translator) gatewayVirtualServices(l *gatewayListener) []*virtualService {
+	var out []*virtualService
+	rank := make(map[*virtualService]int)
+	for _, vs := range t.virtualServices {
+		if len(vs.spec.GetHttp()) == 0 {
+			continue
+		}
+		bound := vsGateways(vs)
+		best := notExported
+		for _, s := range l.servers {
+			if bound[s.gw.ref()] {
+				best = min(best, exportRank(vs, s.gw.obj.Namespace))
+			}
+		}
+		if best != notExported {
+			rank[vs] = best
+			out = append(out, vs)
+		}
+	}
+	byExportRank(out, rank)
 	return out
 }
 
@@ -127,9 +207,10 @@ type vhostEntry struct {
 // meshVirtualHosts builds the virtual hosts of a mesh listener: one per
 // HTTP port of every service the listener serves, routed by the first mesh
 // VirtualService for the service's host (or straight to the service), then
-// one per mesh VirtualService for its hosts that are not services.
+// one per mesh VirtualService for its hosts that are not services. Only
+// the VirtualServices exported to the listener's namespace count.
 func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost {
-	meshVSs := t.meshVirtualServices()
+	meshVSs := t.meshVirtualServices(l)
 
 	services := append([]*service(nil), t.services...)
 	sort.SliceStable(services, func(i, j int) bool { return services[i].Hostname < services[j].Hostname })
@@ -154,7 +235,7 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 				Domains: serviceDomains(svc, port.Number, plain),
 			}
 			if vs != nil {
-				vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port.Number, proxies: l.proxies}))
+				vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port.Number, proxies: exportedProxies(vs, l.proxies)}))
 			} else {
 				// Istio's default route, with its default retry policy.
 				vh.Routes = []*istioroute.Route{{
@@ -209,7 +290,7 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 		if l.port != 0 {
 			vh.Name = hostPort(first, l.port)
 		}
-		vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port, proxies: l.proxies}))
+		vh.Routes = routesOf(t.httpRoutes(vs, routeScope{port: port, proxies: exportedProxies(vs, l.proxies)}))
 		entries = append(entries, vhostEntry{vhost: vh, obj: vs.obj, field: field})
 	}
 	return t.dedupeDomains(entries)
@@ -310,7 +391,8 @@ func (t *translator) dedupeDomains(entries []vhostEntry) []*istioroute.VirtualHo
 // gatewayVirtualHosts builds the virtual hosts of a gateway listener: for
 // each host that a bound VirtualService and a server of the listener have
 // in common (the more specific of the two), the routes of every such
-// VirtualService in document order, catch-all routes last, as Istio merges
+// VirtualService exported to the Gateway's namespace, by export rank then
+// in document order, catch-all routes last, as Istio merges
 // VirtualServices on a gateway. Domains have no port: a gateway matches
 // the Host whatever its port.
 func (t *translator) gatewayVirtualHosts(l *gatewayListener) []*istioroute.VirtualHost {
@@ -339,14 +421,10 @@ func (t *translator) gatewayVirtualHosts(l *gatewayListener) []*istioroute.Virtu
 		}
 		bindings[domain] = append(list, &binding{vs: vs, proxies: []proxyIdentity{id}})
 	}
-	for _, vs := range t.virtualServices {
-		if len(vs.spec.GetHttp()) == 0 {
-			continue
-		}
+	for _, vs := range t.gatewayVirtualServices(l) {
 		bound := vsGateways(vs)
 		for _, s := range l.servers {
-			gwRef := s.gw.ref()
-			if !bound[gwRef] {
+			if !bound[s.gw.ref()] || !exportedTo(vs, s.gw.obj.Namespace) {
 				continue
 			}
 			for _, h := range vs.spec.GetHosts() {
