@@ -159,7 +159,7 @@ func TestCaddyServer(t *testing.T) {
 			{"/", "reviews:9080", []string{"End-User", "jason"}, 200, "v2"},
 			{"/v1/x", "reviews:9080", nil, 200, "v1"},
 			{"/", reviewsHost, nil, 200, "v2"},
-			{"/v3", "reviews", nil, 503, ""},
+			{"/v3", "reviews", nil, 503, "no healthy upstream"},
 			{"/v9", "reviews", nil, 503, ""},
 			{"/teapot", "reviews", nil, 418, "short and stout"},
 			{"/", "unknown.example", nil, 404, ""},

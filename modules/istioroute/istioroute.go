@@ -40,10 +40,20 @@ func init() {
 // through. Response header operations and CORS headers are applied to the
 // response that reaches the client.
 //
+// When no upstream response comes, the handler answers with Envoy's local
+// replies (text/plain): 503 "no healthy upstream" for a cluster without
+// endpoints; 503 "upstream connect error or disconnect/reset before
+// headers. reset reason: ..." for a failed connection ("remote connection
+// failure, transport failure reason: delayed connect error: Connection
+// refused", "connection timeout") or one closed before the response
+// headers ("connection termination"), with "retried and the latest "
+// before "reset reason" when a retry was made; and 504 "upstream request
+// timeout" when the route timeout, or the last per-try timeout, expires.
+//
 // A request with no virtual host or no matching route gets 404, as Envoy's
 // "no route" (NR); a destination whose cluster does not exist gets 503, as
-// Envoy's "no cluster" (NC). Both are returned as handler errors, so the
-// server's error routes may handle them.
+// Envoy's "no cluster" (NC), with no body. Both are returned as handler
+// errors, so the server's error routes may handle them.
 type Handler struct {
 	// VirtualHosts to route among. A domain may appear in one virtual
 	// host only.
@@ -303,7 +313,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d.handler == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, d.notFound)
 	}
-	return d.handler.ServeHTTP(w, r, next)
+	return h.answerUpstreamError(w, d.handler.ServeHTTP(w, r, next), false, d.cluster)
 }
 
 // findRoute returns the virtual host of the request, its first route whose

@@ -85,7 +85,7 @@ func TestHandlerRouting(t *testing.T) {
 		{"second alternative", request("POST", "/legacy", reviewsHost), 200, "v1", ""},
 		{"weight 0 among several gets nothing", request("GET", "/", "reviews"), 200, "v2", ""},
 		{"host lookup is case-insensitive", request("GET", "/v1", "Reviews.Default.svc.cluster.local:9080"), 200, "v1", ""},
-		{"subset without endpoints: 503 (UH)", request("GET", "/v3", "reviews"), 503, "", ""},
+		{"subset without endpoints: 503 (UH)", request("GET", "/v3", "reviews"), 503, "no healthy upstream", ""},
 		{"missing cluster: 503 (NC)", request("GET", "/v9", "reviews"), 503, "", ""},
 		{"redirect", request("GET", "/old/page?a=1", "reviews:9080"), 308, "", "http://reviews:9080/new/page?a=1"},
 		{"direct response", request("GET", "/teapot", "reviews"), 418, "short and stout", ""},

@@ -3,10 +3,7 @@ package istioroute
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -139,7 +136,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		if body != nil {
 			up.Body, _ = body.nextAttempt()
 		}
-		return d.handler.ServeHTTP(w, up, next)
+		return h.answerUpstreamError(w, d.handler.ServeHTTP(w, up, next), false, d.cluster)
 	}
 
 	ctx := r.Context()
@@ -169,6 +166,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		ar := up.WithContext(attemptCtx)
 		aw := newAttemptWriter(w, policy)
 		aw.cancel = cancelAttempt
+		aw.routeCtx = routeCtx
 		if body != nil {
 			var ok bool
 			if ar.Body, ok = body.nextAttempt(); !ok {
@@ -202,16 +200,28 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		if r.Context().Err() != nil {
 			return err // the client went away
 		}
-		retry := !last && (aw.discarded || (err != nil && policy.retriableError(err, perTryTimedOut) && !isNoUpstream(err))) &&
-			(body == nil || !body.clientFailed())
+		// A retriable response was discarded; else the per-try timeout,
+		// then the error, decide. A timed-out attempt's own end (e.g.
+		// reverse_proxy's 499 for its cancelled request) does not count.
+		var retriable bool
+		switch {
+		case aw.discarded:
+			retriable = true
+		case perTryTimedOut:
+			retriable = policy != nil && policy.retriesPerTryTimeout()
+		case err != nil:
+			retriable = policy != nil && policy.retriableError(err) && !isNoUpstream(err)
+		}
+		retry := !last && retriable && (body == nil || !body.clientFailed())
+		retried := attempt > 0
 		if !retry {
-			if aw.discarded {
+			switch {
+			case aw.discarded:
 				return aw.writeDiscarded()
-			}
-			if perTryTimedOut {
+			case perTryTimedOut:
 				return writeUpstreamTimeout(w)
 			}
-			return err
+			return h.answerUpstreamError(w, err, retried, d.cluster)
 		}
 		if repl != nil && !policy.allowPrevious {
 			if addr, _ := repl.GetString(upstreamHostportPlaceholder); addr != "" {
@@ -224,7 +234,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		case perTryTimedOut:
 			giveUp = func() error { return writeUpstreamTimeout(w) }
 		default:
-			giveUp = func() error { return err }
+			giveUp = func() error { return h.answerUpstreamError(w, err, retried, d.cluster) }
 		}
 		if c := h.logger.Check(zapcore.DebugLevel, "retrying"); c != nil {
 			c.Write(zap.String("cluster", d.cluster), zap.Int("attempt", attempt+1),
@@ -249,7 +259,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 func serveAttempt(ch *istioapp.ClusterHandler, aw *attemptWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	defer func() {
 		if rec := recover(); rec != nil {
-			if rec == http.ErrAbortHandler && aw.discarded {
+			if rec == http.ErrAbortHandler && (aw.discarded || aw.dropped) {
 				err = errDiscardedResponseAborted
 				return
 			}
@@ -260,27 +270,6 @@ func serveAttempt(ch *istioapp.ClusterHandler, aw *attemptWriter, r *http.Reques
 }
 
 var errDiscardedResponseAborted = errors.New("discarded retriable response aborted")
-
-// upstreamTimeoutBody is Envoy's local reply when the route timeout (or
-// the last per-try timeout) expires.
-const upstreamTimeoutBody = "upstream request timeout"
-
-// writeUpstreamTimeout answers 504 as Envoy does on an upstream timeout.
-func writeUpstreamTimeout(w http.ResponseWriter) error {
-	w.Header().Set("Content-Type", "text/plain")
-	w.Header().Set("Content-Length", strconv.Itoa(len(upstreamTimeoutBody)))
-	w.WriteHeader(http.StatusGatewayTimeout)
-	_, _ = io.WriteString(w, upstreamTimeoutBody)
-	return nil
-}
-
-// isNoUpstream reports reverse_proxy's "no upstreams available", which
-// Envoy answers locally (no healthy upstream) without retrying.
-func isNoUpstream(err error) bool {
-	var he caddyhttp.HandlerError
-	return errors.As(err, &he) && he.StatusCode == http.StatusServiceUnavailable &&
-		strings.Contains(err.Error(), "no upstreams available")
-}
 
 // hasBody reports whether r may have a body.
 func hasBody(r *http.Request) bool {

@@ -178,25 +178,30 @@ func (p *retryPolicy) retriableResponse(code int, h http.Header) bool {
 // retriableError reports whether an attempt that ended with err, and no
 // response, is retried. The proxy's DialError is Envoy's connection
 // failure, which nothing reached the upstream before; other transport
-// errors are resets after the request was (maybe) sent; a per-try timeout
-// counts as a reset, as in Envoy.
-func (p *retryPolicy) retriableError(err error, perTryTimedOut bool) bool {
-	any5xx := condStatus5xx | condGatewayError | condReset
-	if perTryTimedOut {
-		return p.on&any5xx != 0
-	}
+// errors are resets after the request was (maybe) sent.
+func (p *retryPolicy) retriableError(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false // the client went away
 	}
 	var dialErr reverseproxy.DialError
 	if errors.As(err, &dialErr) {
-		return p.on&(any5xx|condConnectFailure|condResetBeforeRequest) != 0
+		return p.on&(condAny5xx|condConnectFailure|condResetBeforeRequest) != 0
 	}
 	if p.on&condRefusedStream != 0 && strings.Contains(err.Error(), "REFUSED_STREAM") {
 		return true
 	}
-	return p.on&any5xx != 0
+	return p.on&condAny5xx != 0
 }
+
+// retriesPerTryTimeout reports whether an attempt cut by the per-try
+// timeout is retried: Envoy counts it as a 5xx and a reset, and retries
+// it only for 5xx, gateway-error or reset.
+func (p *retryPolicy) retriesPerTryTimeout() bool {
+	return p.on&condAny5xx != 0
+}
+
+// condAny5xx are the conditions that cover a reset and a timeout.
+const condAny5xx = condStatus5xx | condGatewayError | condReset
 
 // backoff is the wait before retry number n (1 for the first retry):
 // Envoy's jittered exponential back-off, a random duration below
@@ -236,10 +241,17 @@ type attemptWriter struct {
 	// (attemptCommitted) or the per-try timeout fires first
 	// (attemptTimedOut); the timeout runs on another goroutine.
 	state atomic.Int32
+	// routeCtx is the route timeout's context, if any.
+	routeCtx context.Context
 
 	committed bool // the response went to the client
-	discarded bool // the response was retriable (or too late) and dropped
+	discarded bool // the response was retriable and dropped
 	status    int  // of a discarded response
+	// dropped means the per-try or route timeout ended the attempt before
+	// a response was accepted: whatever comes after (a late upstream
+	// response, or the 499 reverse_proxy writes for a cancelled request)
+	// is not a response, and the timeout decides.
+	dropped bool
 }
 
 // attemptWriter states.
@@ -283,7 +295,11 @@ func (a *attemptWriter) WriteHeader(code int) {
 		a.w.WriteHeader(code) // a misbehaving caller; let the real writer complain
 		return
 	}
-	if a.discarded {
+	if a.discarded || a.dropped {
+		return
+	}
+	if a.timedOut() || a.routeCtx != nil && errors.Is(a.routeCtx.Err(), context.DeadlineExceeded) {
+		a.dropped = true
 		return
 	}
 	h := a.w.Header()
@@ -303,7 +319,7 @@ func (a *attemptWriter) WriteHeader(code int) {
 		return
 	}
 	if !a.state.CompareAndSwap(attemptPending, attemptCommitted) {
-		a.discarded, a.status = true, code // the per-try timeout came first
+		a.dropped = true // the per-try timeout came first
 		return
 	}
 	for k, v := range a.header {
@@ -326,10 +342,10 @@ func (a *attemptWriter) writeDiscarded() error {
 }
 
 func (a *attemptWriter) Write(p []byte) (int, error) {
-	if !a.committed && !a.discarded {
+	if !a.committed && !a.discarded && !a.dropped {
 		a.WriteHeader(http.StatusOK)
 	}
-	if a.discarded {
+	if a.discarded || a.dropped {
 		a.discardedBytes += len(p)
 		if a.discardedBytes > discardLimit && a.cancel != nil {
 			a.cancel()
