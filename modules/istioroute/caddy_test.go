@@ -259,6 +259,7 @@ func TestCaddyServerRouteFeatures(t *testing.T) {
 	app := new(istioapp.App)
 	mixed := addService(app, "mixed.test", busy.endpoint(nil), newBackend(t, "ok").endpoint(nil))
 	hung := addService(app, "hang.test", hang.endpoint(nil))
+	allBusy := addService(app, "busy.test", busy.endpoint(nil))
 	vhosts := []*VirtualHost{
 		single("mixed.test", &Route{
 			Route:   []*Destination{{Cluster: mixed}},
@@ -267,6 +268,8 @@ func TestCaddyServerRouteFeatures(t *testing.T) {
 		}),
 		single("hang.test", &Route{Route: []*Destination{{Cluster: hung}}, Timeout: caddy.Duration(100 * time.Millisecond)}),
 		single("abort.test", &Route{Route: []*Destination{{Cluster: mixed}}, Fault: &istiofault.Fault{Abort: &istiofault.Abort{HTTPStatus: 418, Percentage: 100}}}),
+		single("busy.test", &Route{Route: []*Destination{{Cluster: allBusy}}, Retries: &RetryPolicy{Attempts: 1, RetryOn: []string{"5xx"}}}),
+		single("noretry.test", &Route{Route: []*Destination{{Cluster: mixed}}}),
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	config := map[string]any{
@@ -301,6 +304,14 @@ func TestCaddyServerRouteFeatures(t *testing.T) {
 	for range 10 {
 		if resp, body := get("mixed.test"); resp.StatusCode != 200 || body != "ok" || resp.Header.Get("X-Route") != "mixed" {
 			t.Fatalf("retries: %d %q %v", resp.StatusCode, body, resp.Header)
+		}
+	}
+	// reverse_proxy drops the server's "Server: Caddy" from the responses
+	// it relays; so do the attempts of a retry policy, the last one's
+	// discarded response included.
+	for _, host := range []string{"mixed.test", "busy.test", "noretry.test"} {
+		if resp, _ := get(host); resp.Header["Server"] != nil {
+			t.Errorf("%s: %d with Server %q", host, resp.StatusCode, resp.Header["Server"])
 		}
 	}
 	if resp, body := get("hang.test"); resp.StatusCode != 504 || body != "upstream request timeout" {

@@ -36,17 +36,19 @@ func (m *mirror) drawn() bool {
 }
 
 // sendMirror sends a copy of up, the request as it goes upstream, with
-// the copy of body the attempts read, to the mirror's cluster, in the background. The copy has its own
-// context (detached from the client's, bounded by timeout), replacer and
+// the copy of body the attempts read, to the mirror's cluster, in the
+// background. The copy has its own context (the values of base, the
+// client request's context, without its cancellation and bounded by
+// timeout; not up's, which may carry the attempts' hints), replacer and
 // variables, and a response writer that discards everything, so nothing
 // it does reaches the client or delays the primary request. As current
 // Istio, its Host is unchanged (no -shadow suffix).
-func (h *Handler) sendMirror(m *mirror, up *http.Request, body *replayBody, timeout time.Duration) {
-	server, _ := up.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+func (h *Handler) sendMirror(m *mirror, up *http.Request, base context.Context, body *replayBody, timeout time.Duration) {
+	server, _ := base.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if server == nil {
 		server = new(caddyhttp.Server)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(up.Context()), timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(base), timeout)
 	mr := up.Clone(ctx) // here, not in the goroutine: the primary proxies up concurrently
 	w := &discardWriter{header: make(http.Header)}
 	mr = caddyhttp.PrepareRequest(mr, caddy.NewReplacer(), w, server)

@@ -84,25 +84,19 @@ func (h *Handler) logRouted(vh *virtualHost, rt *route, d *destination) {
 // proxy sends the request to d's cluster: the request header operations
 // and the rewrite change a copy of r, mirrors get copies of that, and the
 // attempts run under the route timeout with the retry policy.
+//
+// The common case, one attempt that succeeds, is kept cheap: at most one
+// copy of r, and a context of its own only for a route or per-try
+// timeout. The hints naming the endpoints already tried, and a new copy
+// of the request, are made only when a retry happens.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo, rt *route, m *match, d *destination, next caddyhttp.Handler) error {
-	// A shallow copy: the rewrite replaces URL and Host rather than
-	// changing them, and the header map is copied only when it changes.
-	up := r.WithContext(r.Context())
-	if len(d.requestOps) > 0 {
-		up.Header = r.Header.Clone()
-		d.requestOps.apply(up.Header)
-	}
-	var hints *istioapp.UpstreamHints
-	if rt.rewrite != nil {
-		rt.rewrite.apply(up, ri.path, m.matchedPrefixLen(ri.path))
-		if rt.rewrite.authority != "" {
-			hints = &istioapp.UpstreamHints{ForwardedHost: r.Host}
-		}
-	}
-
 	policy := rt.retry
+	timeout := rt.timeout
 	if isUpgrade(r) {
 		policy = nil // a hijacked connection cannot be replayed
+		// The exchange of an upgraded connection lasts as long as the
+		// connection; a route timeout would cut it.
+		timeout = 0
 	}
 	// The body is kept for retries and mirrors as it streams to the
 	// first attempt (see replayBody).
@@ -115,30 +109,8 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		}
 	}
 
-	if !isUpgrade(r) && (body == nil || body.replayable()) {
-		for _, mr := range rt.mirrors {
-			if mr.handler != nil && mr.drawn() {
-				h.sendMirror(mr, up, body, orDefault(rt.timeout, defaultMirrorTimeout))
-			}
-		}
-	}
-
-	timeout := rt.timeout
-	if isUpgrade(r) {
-		// The exchange of an upgraded connection lasts as long as the
-		// connection; a route timeout would cut it.
-		timeout = 0
-	}
-	if policy == nil && timeout == 0 {
-		if hints != nil {
-			up = up.WithContext(istioapp.WithUpstreamHints(up.Context(), hints))
-		}
-		if body != nil {
-			up.Body, _ = body.nextAttempt()
-		}
-		return h.answerUpstreamError(w, d.handler.ServeHTTP(w, up, next), false, d.cluster)
-	}
-
+	// ctx is the context of every attempt: the route timeout's, with the
+	// hints for the cluster's upstream source.
 	ctx := r.Context()
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -146,12 +118,50 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		defer cancel()
 	}
 	routeCtx := ctx
-	if policy != nil && !policy.allowPrevious && hints == nil {
-		hints = new(istioapp.UpstreamHints)
-	}
-	if hints != nil {
+	var hints *istioapp.UpstreamHints
+	if rt.rewrite != nil && rt.rewrite.authority != "" {
+		hints = &istioapp.UpstreamHints{ForwardedHost: r.Host}
 		ctx = istioapp.WithUpstreamHints(ctx, hints)
 	}
+	perTryTimeout := time.Duration(0)
+	if policy != nil {
+		perTryTimeout = policy.perTryTimeout
+	}
+	// The first attempt's context is set on the copy that the header
+	// operations and the rewrite change, so that copy is the only one.
+	attemptCtx, cancelAttempt := ctx, context.CancelFunc(nil)
+	if perTryTimeout > 0 {
+		attemptCtx, cancelAttempt = context.WithCancel(ctx)
+	}
+	up := r
+	if attemptCtx != r.Context() || len(d.requestOps) > 0 || rt.rewrite != nil || body != nil {
+		// A shallow copy: the rewrite replaces URL and Host rather than
+		// changing them, and the header map is copied only when it changes.
+		up = r.WithContext(attemptCtx)
+	}
+	if len(d.requestOps) > 0 {
+		up.Header = r.Header.Clone()
+		d.requestOps.apply(up.Header)
+	}
+	if rt.rewrite != nil {
+		rt.rewrite.apply(up, ri.path, m.matchedPrefixLen(ri.path))
+	}
+
+	if !isUpgrade(r) && (body == nil || body.replayable()) {
+		for _, mr := range rt.mirrors {
+			if mr.handler != nil && mr.drawn() {
+				h.sendMirror(mr, up, r.Context(), body, orDefault(rt.timeout, defaultMirrorTimeout))
+			}
+		}
+	}
+
+	if policy == nil && timeout == 0 {
+		if body != nil {
+			up.Body, _ = body.nextAttempt()
+		}
+		return h.answerUpstreamError(w, d.handler.ServeHTTP(w, up, next), false, d.cluster)
+	}
+
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
 	// giveUp answers as the previous attempt ended, when the next cannot
@@ -159,45 +169,57 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	var giveUp func() error
 	for attempt := 0; ; attempt++ {
 		last := policy == nil || attempt >= policy.attempts
-		attemptCtx, cancelAttempt := ctx, context.CancelFunc(func() {})
-		if policy != nil {
-			attemptCtx, cancelAttempt = context.WithCancel(ctx)
+		ar := up
+		if attempt > 0 {
+			attemptCtx, cancelAttempt = ctx, nil
+			if perTryTimeout > 0 {
+				attemptCtx, cancelAttempt = context.WithCancel(ctx)
+			}
+			ar = up.WithContext(attemptCtx)
 		}
-		ar := up.WithContext(attemptCtx)
-		aw := newAttemptWriter(w, policy)
-		aw.cancel = cancelAttempt
-		aw.routeCtx = routeCtx
 		if body != nil {
 			var ok bool
 			if ar.Body, ok = body.nextAttempt(); !ok {
-				cancelAttempt()
+				if cancelAttempt != nil {
+					cancelAttempt()
+				}
 				return giveUp() // the body grew too large to be sent again
 			}
+		}
+		aw := getAttemptWriter(w, policy)
+		aw.cancel = cancelAttempt
+		aw.routeCtx = routeCtx
+		if body != nil {
 			aw.replayable = body.replayable
 		}
 		if last {
 			aw.policy = nil // the last response goes to the client, as in Envoy
 		}
 		var perTry *time.Timer
-		if policy != nil && policy.perTryTimeout > 0 {
-			perTry = time.AfterFunc(policy.perTryTimeout, aw.perTryTimeout)
+		if perTryTimeout > 0 {
+			perTry = time.AfterFunc(perTryTimeout, aw.perTryTimeout)
 		}
 		if repl != nil {
 			repl.Delete(upstreamHostportPlaceholder)
 		}
 		err := serveAttempt(d.handler, aw, ar, next)
-		if perTry != nil {
-			perTry.Stop()
-		}
+		// A per-try timer that could not be stopped may still be using aw,
+		// which then must not be reused.
+		reusable := perTry == nil || perTry.Stop()
 		perTryTimedOut := aw.timedOut() && routeCtx.Err() == nil
-		cancelAttempt()
+		if cancelAttempt != nil {
+			cancelAttempt()
+		}
 		if aw.committed {
+			putAttemptWriter(aw, reusable)
 			return err
 		}
 		if errors.Is(routeCtx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+			putAttemptWriter(aw, reusable)
 			return writeUpstreamTimeout(w)
 		}
 		if r.Context().Err() != nil {
+			putAttemptWriter(aw, reusable)
 			return err // the client went away
 		}
 		// A retriable response was discarded; else the per-try timeout,
@@ -215,6 +237,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		retry := !last && retriable && (body == nil || !body.clientFailed())
 		retried := attempt > 0
 		if !retry {
+			defer putAttemptWriter(aw, reusable)
 			switch {
 			case aw.discarded:
 				return aw.writeDiscarded()
@@ -223,22 +246,33 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 			}
 			return h.answerUpstreamError(w, err, retried, d.cluster)
 		}
-		if repl != nil && !policy.allowPrevious {
-			if addr, _ := repl.GetString(upstreamHostportPlaceholder); addr != "" {
-				hints.Tried = append(hints.Tried, addr)
+		if !policy.allowPrevious {
+			// The hints exist from the first retry on: the first attempt
+			// has no previous host.
+			if hints == nil {
+				hints = new(istioapp.UpstreamHints)
+				ctx = istioapp.WithUpstreamHints(ctx, hints)
 			}
-		}
-		switch {
-		case aw.discarded:
-			giveUp = aw.writeDiscarded
-		case perTryTimedOut:
-			giveUp = func() error { return writeUpstreamTimeout(w) }
-		default:
-			giveUp = func() error { return h.answerUpstreamError(w, err, retried, d.cluster) }
+			if repl != nil {
+				if addr, _ := repl.GetString(upstreamHostportPlaceholder); addr != "" {
+					hints.Tried = append(hints.Tried, addr)
+				}
+			}
 		}
 		if c := h.logger.Check(zapcore.DebugLevel, "retrying"); c != nil {
 			c.Write(zap.String("cluster", d.cluster), zap.Int("attempt", attempt+1),
 				zap.Int("discarded_status", aw.status), zap.Error(err))
+		}
+		switch {
+		case aw.discarded:
+			// aw is not reused: it holds the response to give up with.
+			giveUp = aw.writeDiscarded
+		case perTryTimedOut:
+			putAttemptWriter(aw, reusable)
+			giveUp = func() error { return writeUpstreamTimeout(w) }
+		default:
+			putAttemptWriter(aw, reusable)
+			giveUp = func() error { return h.answerUpstreamError(w, err, retried, d.cluster) }
 		}
 		timer := time.NewTimer(policy.backoff(attempt + 1))
 		select {

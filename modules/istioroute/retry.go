@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -228,10 +229,11 @@ type attemptWriter struct {
 	// policy decides which responses are discarded; nil discards none.
 	policy *retryPolicy
 
-	// cancel ends the attempt; called when a discarded body is too long
-	// to read to its end (Envoy resets the upstream stream at once; a
-	// short body is read so the connection can be reused).
-	cancel         context.CancelFunc
+	// cancel, when set, ends the attempt at its per-try timeout.
+	cancel context.CancelFunc
+	// discardedBytes counts a discarded body; past discardLimit, Write
+	// fails, which cuts the attempt (Envoy resets the upstream stream at
+	// once; a short body is read so the connection can be reused).
 	discardedBytes int
 	// replayable, if set, says whether the request body can still be sent
 	// again; when it cannot, no response is discarded.
@@ -277,8 +279,40 @@ func (a *attemptWriter) timedOut() bool { return a.state.Load() == attemptTimedO
 // the attempt is cut.
 const discardLimit = 64 << 10
 
+// errDiscardLimit fails the Write that takes a discarded response body
+// past discardLimit: reverse_proxy then stops copying and closes the
+// upstream body.
+var errDiscardLimit = errors.New("discarded response body too long")
+
 func newAttemptWriter(w http.ResponseWriter, policy *retryPolicy) *attemptWriter {
 	return &attemptWriter{w: w, header: make(http.Header), policy: policy}
+}
+
+// attemptWriters recycles attempt writers and their header maps, which
+// every proxied request under a retry policy needs.
+var attemptWriters = sync.Pool{New: func() any { return &attemptWriter{header: make(http.Header)} }}
+
+// getAttemptWriter returns a pooled attempt writer, as newAttemptWriter.
+func getAttemptWriter(w http.ResponseWriter, policy *retryPolicy) *attemptWriter {
+	a := attemptWriters.Get().(*attemptWriter)
+	a.w, a.policy = w, policy
+	return a
+}
+
+// putAttemptWriter clears a and returns it to the pool when reusable,
+// i.e. when nothing (such as a per-try timer) can still use it.
+func putAttemptWriter(a *attemptWriter, reusable bool) {
+	if !reusable {
+		return
+	}
+	header := a.header
+	clear(header)
+	// state is atomic and must not be copied; it is reset on its own.
+	a.w, a.policy, a.cancel, a.replayable, a.routeCtx = nil, nil, nil, nil, nil
+	a.discardedBytes, a.committed, a.discarded, a.status, a.dropped = 0, false, false, 0, false
+	a.state.Store(attemptPending)
+	a.header = header
+	attemptWriters.Put(a)
 }
 
 // Header is the attempt's own header map until the response is accepted,
@@ -322,9 +356,7 @@ func (a *attemptWriter) WriteHeader(code int) {
 		a.dropped = true // the per-try timeout came first
 		return
 	}
-	for k, v := range a.header {
-		h[k] = v
-	}
+	a.copyHeader(h)
 	a.committed = true
 	a.w.WriteHeader(code)
 }
@@ -333,12 +365,24 @@ func (a *attemptWriter) WriteHeader(code int) {
 // when no other attempt can be made after all; its body is gone.
 func (a *attemptWriter) writeDiscarded() error {
 	h := a.w.Header()
-	for k, v := range a.header {
-		h[k] = v
-	}
+	a.copyHeader(h)
 	delete(h, "Content-Length")
 	a.w.WriteHeader(a.status)
 	return nil
+}
+
+// copyHeader puts the attempt's response header into h, the client's, for
+// a final response. reverse_proxy takes the server's own Server header
+// out of a response it relays (and sends the upstream's, if any); it did
+// so on the attempt's header map, so it is done here too, or the client
+// would get the "Server: Caddy" the direct path does not send.
+func (a *attemptWriter) copyHeader(h http.Header) {
+	if _, ok := a.header["Server"]; !ok {
+		delete(h, "Server")
+	}
+	for k, v := range a.header {
+		h[k] = v
+	}
 }
 
 func (a *attemptWriter) Write(p []byte) (int, error) {
@@ -347,8 +391,8 @@ func (a *attemptWriter) Write(p []byte) (int, error) {
 	}
 	if a.discarded || a.dropped {
 		a.discardedBytes += len(p)
-		if a.discardedBytes > discardLimit && a.cancel != nil {
-			a.cancel()
+		if a.discardedBytes > discardLimit {
+			return 0, errDiscardLimit
 		}
 		return len(p), nil
 	}
