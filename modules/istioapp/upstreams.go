@@ -20,7 +20,8 @@ func init() {
 
 // endpointSet is the upstream source of one cluster. Its dial addresses are
 // computed once from the registry, so GetUpstreams only allocates the
-// fresh Upstream values the reverse_proxy handler requires.
+// fresh Upstream values the reverse_proxy handler requires (see
+// freshUpstreams).
 type endpointSet struct {
 	// dials are the endpoints' network addresses, in registry order.
 	dials []string
@@ -47,14 +48,46 @@ func (s *endpointSet) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 	if len(s.dials) == 0 {
 		return nil, nil
 	}
-	dials := hints.untried(s.dials)
-	values := make([]reverseproxy.Upstream, len(dials))
-	upstreams := make([]*reverseproxy.Upstream, len(dials))
+	return freshUpstreams(hints.untried(s.dials)), nil
+}
+
+// freshUpstreams returns new Upstream values for dials. A small set, the
+// usual one, takes a single allocation for the values and the pointers
+// to them; the values cannot be shared between requests, since
+// reverse_proxy sets fields of every Upstream it is given.
+func freshUpstreams(dials []string) []*reverseproxy.Upstream {
+	var (
+		values    []reverseproxy.Upstream
+		upstreams []*reverseproxy.Upstream
+	)
+	switch n := len(dials); {
+	case n == 1:
+		block := new(struct {
+			upstreams [1]*reverseproxy.Upstream
+			values    [1]reverseproxy.Upstream
+		})
+		upstreams, values = block.upstreams[:], block.values[:]
+	case n == 2:
+		block := new(struct {
+			upstreams [2]*reverseproxy.Upstream
+			values    [2]reverseproxy.Upstream
+		})
+		upstreams, values = block.upstreams[:], block.values[:]
+	case n <= 4:
+		block := new(struct {
+			upstreams [4]*reverseproxy.Upstream
+			values    [4]reverseproxy.Upstream
+		})
+		upstreams, values = block.upstreams[:n:n], block.values[:n:n]
+	default:
+		values = make([]reverseproxy.Upstream, n)
+		upstreams = make([]*reverseproxy.Upstream, n)
+	}
 	for i, dial := range dials {
 		values[i].Dial = dial
 		upstreams[i] = &values[i]
 	}
-	return upstreams, nil
+	return upstreams
 }
 
 // UpstreamHints is what the istio_route handler tells the cluster upstream

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
 func TestUpstreamsUnmarshalCaddyfile(t *testing.T) {
@@ -270,4 +271,37 @@ func TestUpstreamHints(t *testing.T) {
 			t.Errorf("omitted X-Forwarded-Host became %q", v)
 		}
 	})
+}
+
+// freshUpstreams gives new, distinct values on every call (reverse_proxy
+// sets their fields), in dial order, in one allocation for small sets.
+func TestFreshUpstreams(t *testing.T) {
+	for _, tc := range []struct {
+		n      int
+		allocs float64
+	}{{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 2}, {9, 2}} {
+		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
+			dials := make([]string, tc.n)
+			for i := range dials {
+				dials[i] = "10.0.0." + strconv.Itoa(i+1) + ":80"
+			}
+			first, second := freshUpstreams(dials), freshUpstreams(dials)
+			if len(first) != tc.n || cap(first) != tc.n {
+				t.Fatalf("len %d cap %d, want %d", len(first), cap(first), tc.n)
+			}
+			seen := make(map[*reverseproxy.Upstream]bool)
+			for i := range first {
+				if first[i].Dial != dials[i] || second[i].Dial != dials[i] {
+					t.Errorf("upstream %d: dials %q %q, want %q", i, first[i].Dial, second[i].Dial, dials[i])
+				}
+				if seen[first[i]] || seen[second[i]] || first[i] == second[i] {
+					t.Errorf("upstream %d shared", i)
+				}
+				seen[first[i]], seen[second[i]] = true, true
+			}
+			if got := testing.AllocsPerRun(100, func() { _ = freshUpstreams(dials) }); got != tc.allocs {
+				t.Errorf("%v allocations, want %v", got, tc.allocs)
+			}
+		})
+	}
 }
