@@ -187,6 +187,9 @@ func writeUpstreamTimeout(w http.ResponseWriter) error {
 // response: with Envoy's local reply when err is an upstream failure,
 // otherwise err is returned as is. retried tells whether a retry was made.
 func (h *Handler) answerUpstreamError(w http.ResponseWriter, err error, retried bool, cluster string) error {
+	if err == nil {
+		return nil // before classifyUpstreamError, whose errors.As target is allocated
+	}
 	f, ok := classifyUpstreamError(err)
 	if !ok {
 		return err
