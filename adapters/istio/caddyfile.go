@@ -2,7 +2,6 @@ package istio
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
-	"github.com/caddy-istio/caddy-istio/adapters/istio/validation"
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
 	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
@@ -33,30 +31,6 @@ func init() {
 	// istio_route proxies itself; it goes where reverse_proxy would, and
 	// after istio_fault, as Envoy's router runs after its fault filter.
 	httpcaddyfile.RegisterDirectiveOrder("istio_route", httpcaddyfile.Before, "reverse_proxy")
-}
-
-// DecodeAndValidate decodes the multi-document Istio YAML body (named
-// filename in messages) as Adapt does, objects without a namespace going to
-// namespace (default "default"), and validates every object as Istio
-// would. Invalid input gives one error listing every problem, one per line,
-// in document order; the warnings say what Istio would warn about.
-func DecodeAndValidate(filename string, body []byte, namespace string) ([]*istioyaml.Object, []istioyaml.Problem, error) {
-	objs, warnings, errs := istioyaml.Decode(filename, body, istioyaml.Options{DefaultNamespace: namespace})
-	for _, obj := range objs {
-		w, e := validation.Validate(obj)
-		warnings = append(warnings, w...)
-		errs = append(errs, e...)
-	}
-	sortProblems(warnings)
-	if len(errs) > 0 {
-		sortProblems(errs)
-		lines := make([]string, len(errs))
-		for i, p := range errs {
-			lines[i] = p.Error()
-		}
-		return nil, warnings, errors.New(strings.Join(lines, "\n"))
-	}
-	return objs, warnings, nil
 }
 
 // ListenerVirtualHosts returns the istio_route virtual hosts that

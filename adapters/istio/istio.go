@@ -60,6 +60,29 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 	filename, _ := options["filename"].(string)
 	namespace, _ := options["namespace"].(string)
 
+	objs, warnings, err := DecodeAndValidate(filename, body, namespace)
+	if err != nil {
+		return nil, caddyWarnings(warnings), err
+	}
+
+	cfg, translateWarnings := Translate(objs, Options{})
+	warnings = append(warnings, translateWarnings...)
+	sortProblems(warnings)
+
+	var cw []caddyconfig.Warning
+	result, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, cw, fmt.Errorf("encoding the caddy config: %v", err)
+	}
+	return result, caddyWarnings(warnings), nil
+}
+
+// DecodeAndValidate decodes the multi-document Istio YAML body (named
+// filename in messages) as Adapt does, objects without a namespace going to
+// namespace (default "default"), and validates every object as Istio
+// would. Invalid input gives one error listing every problem, one per line,
+// in document order; the warnings say what Istio would warn about.
+func DecodeAndValidate(filename string, body []byte, namespace string) ([]*istioyaml.Object, []istioyaml.Problem, error) {
 	objs, warnings, errs := istioyaml.Decode(filename, body, istioyaml.Options{DefaultNamespace: namespace})
 	for _, obj := range objs {
 		w, e := validation.Validate(obj)
@@ -73,19 +96,9 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 		for i, p := range errs {
 			lines[i] = p.Error()
 		}
-		return nil, caddyWarnings(warnings), errors.New(strings.Join(lines, "\n"))
+		return nil, warnings, errors.New(strings.Join(lines, "\n"))
 	}
-
-	cfg, translateWarnings := Translate(objs, Options{})
-	warnings = append(warnings, translateWarnings...)
-	sortProblems(warnings)
-
-	var cw []caddyconfig.Warning
-	result, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, cw, fmt.Errorf("encoding the caddy config: %v", err)
-	}
-	return result, caddyWarnings(warnings), nil
+	return objs, warnings, nil
 }
 
 // Options tune Translate.
