@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 )
@@ -125,23 +124,5 @@ func requireBinaries(t *testing.T) {
 	}
 	if buildErr != nil {
 		t.Fatalf("setup: %v", buildErr)
-	}
-	neverCache.Do(openFreshFile)
-}
-
-var neverCache sync.Once
-
-// openFreshFile makes `go test` never cache this package's result. The
-// result depends on binaries built from the whole module, which the test
-// cache cannot see (this package imports none of it), so a cached PASS could
-// hide a change elsewhere. go test does not cache a run that opened a file of
-// the module modified less than two seconds earlier.
-func openFreshFile() {
-	stamp := filepath.Join(repoRoot, ".cache", "integration-last-run")
-	if err := os.WriteFile(stamp, []byte(time.Now().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
-		return
-	}
-	if f, err := os.Open(stamp); err == nil {
-		f.Close()
 	}
 }
