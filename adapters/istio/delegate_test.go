@@ -1,7 +1,9 @@
 package istio
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,7 +69,7 @@ func TestMergeMatches(t *testing.T) {
 		var out []string
 		for _, x := range ms {
 			s := x.GetUri().GetPrefix() + x.GetUri().GetExact()
-			for _, k := range sortedKeys(x.GetHeaders()) {
+			for _, k := range slices.Sorted(maps.Keys(x.GetHeaders())) {
 				s += " " + k + "=" + x.GetHeaders()[k].GetExact()
 			}
 			out = append(out, s)

@@ -2,6 +2,7 @@ package istio
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -126,7 +127,7 @@ func (t *translator) headerOperations(ref fieldRef, side string, ops *networking
 	values := func(op string, in map[string]string) (map[string]string, string) {
 		var kept map[string]string
 		var authority string
-		for _, k := range sortedKeys(in) {
+		for _, k := range slices.Sorted(maps.Keys(in)) {
 			field := ref.path + "." + side + "." + op + "." + k
 			switch {
 			case request && isAuthorityHeader(k):

@@ -2,6 +2,7 @@ package istio
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -189,7 +190,7 @@ func (t *translator) matchOf(ref fieldRef, m *networking.HTTPMatchRequest) (*ist
 		IgnoreURICase: m.GetIgnoreUriCase(),
 	}
 	var usable = true
-	for _, name := range sortedKeys(m.GetHeaders()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetHeaders())) {
 		key := strings.ToLower(name)
 		switch {
 		case strings.HasPrefix(name, "@request.auth.claims"):
@@ -205,7 +206,7 @@ func (t *translator) matchOf(ref fieldRef, m *networking.HTTPMatchRequest) (*ist
 		}
 		match.Headers[key] = headerMatchOf(m.GetHeaders()[name])
 	}
-	for _, name := range sortedKeys(m.GetWithoutHeaders()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetWithoutHeaders())) {
 		key := strings.ToLower(name)
 		if strings.HasPrefix(name, "@request.auth.claims") {
 			t.warn(ref.obj, mp+".withoutHeaders."+name, "JWT claim matching is not implemented yet: this match alternative is dropped (never matched)")
@@ -217,7 +218,7 @@ func (t *translator) matchOf(ref fieldRef, m *networking.HTTPMatchRequest) (*ist
 		}
 		match.WithoutHeaders[key] = headerMatchOf(m.GetWithoutHeaders()[name])
 	}
-	for _, name := range sortedKeys(m.GetQueryParams()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetQueryParams())) {
 		if match.QueryParams == nil {
 			match.QueryParams = make(map[string]*istioroute.StringMatch)
 		}
@@ -344,13 +345,4 @@ func sortCatchAllLast(routes []builtRoute) {
 	sort.SliceStable(routes, func(i, j int) bool {
 		return !routes[i].catchAll && routes[j].catchAll
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,10 +2,11 @@ package istioroute
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -168,7 +169,7 @@ func compileMatch(m *Match) (*match, error) {
 	if cm.withoutHeaders, err = compileHeaderMatchers(m.WithoutHeaders); err != nil {
 		return nil, fmt.Errorf("without_headers: %v", err)
 	}
-	for _, name := range sortedKeys(m.QueryParams) {
+	for _, name := range slices.Sorted(maps.Keys(m.QueryParams)) {
 		sm, err := compileStringMatch(nonNil(m.QueryParams[name]))
 		if err != nil {
 			return nil, fmt.Errorf("query_params %q: %v", name, err)
@@ -180,7 +181,7 @@ func compileMatch(m *Match) (*match, error) {
 
 func compileHeaderMatchers(headers map[string]*StringMatch) ([]headerMatcher, error) {
 	var out []headerMatcher
-	for _, name := range sortedKeys(headers) {
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
 		sm := nonNil(headers[name])
 		if sm.Regex != nil && *sm.Regex == "*" && sm.Exact == nil && sm.Prefix == nil {
 			sm = &StringMatch{} // Istio reads regex "*" as "present"
@@ -331,13 +332,4 @@ func nonNil(sm *StringMatch) *StringMatch {
 		return &StringMatch{}
 	}
 	return sm
-}
-
-func sortedKeys(m map[string]*StringMatch) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,7 +2,9 @@ package validation
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -40,7 +42,7 @@ func (c *checker) workloadSelector(p string, selector *typev1beta1.WorkloadSelec
 	if selector == nil {
 		return
 	}
-	for _, k := range sortedKeys(selector.MatchLabels) {
+	for _, k := range slices.Sorted(maps.Keys(selector.MatchLabels)) {
 		v := selector.MatchLabels[k]
 		if k == "" {
 			c.err(keyPath(p+".matchLabels", k), fmt.Sprintf("empty key is not supported in selector: %q", k+"="+v))
@@ -309,7 +311,7 @@ func (c *checker) localityLbSetting(p string, lb *networking.LocalityLoadBalance
 		dp := indexPath(p+".distribute", i)
 		srcLocalities = append(srcLocalities, d.GetFrom())
 		var total uint32
-		dest := sortedKeys(d.GetTo())
+		dest := slices.Sorted(maps.Keys(d.GetTo()))
 		for _, loc := range dest {
 			w := d.GetTo()[loc]
 			if w <= 0 || w > 100 {

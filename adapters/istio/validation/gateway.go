@@ -2,6 +2,8 @@ package validation
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -184,10 +186,10 @@ func (c *checker) serverTLS(p string, tls *networking.ServerTLSSettings) {
 		}
 	}
 	if len(invalid) > 0 {
-		c.warn(p+".cipherSuites", fmt.Sprintf("ignoring invalid cipher suites: %v", sortedKeys(invalid)))
+		c.warn(p+".cipherSuites", fmt.Sprintf("ignoring invalid cipher suites: %v", slices.Sorted(maps.Keys(invalid))))
 	}
 	if len(duplicate) > 0 {
-		c.warn(p+".cipherSuites", fmt.Sprintf("ignoring duplicate cipher suites: %v", sortedKeys(duplicate)))
+		c.warn(p+".cipherSuites", fmt.Sprintf("ignoring duplicate cipher suites: %v", slices.Sorted(maps.Keys(duplicate))))
 	}
 
 	if tls.Mode == networking.ServerTLSSettings_ISTIO_MUTUAL {

@@ -2,6 +2,8 @@ package validation
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
@@ -92,7 +94,7 @@ func (c *checker) objectMeta(nameCheck func(string) []string) {
 			c.err("metadata.namespace", fmt.Sprintf("Invalid value: %q: %s", o.Namespace, msg))
 		}
 	}
-	for _, k := range sortedKeys(o.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
 		for _, msg := range kubeLabelKey(k) {
 			c.err("metadata.labels", fmt.Sprintf("Invalid value: %q: %s", k, msg))
 		}
@@ -101,7 +103,7 @@ func (c *checker) objectMeta(nameCheck func(string) []string) {
 		}
 	}
 	size := 0
-	for _, k := range sortedKeys(o.Annotations) {
+	for _, k := range slices.Sorted(maps.Keys(o.Annotations)) {
 		size += len(k) + len(o.Annotations[k])
 		// Annotation keys are label keys, case-insensitively.
 		for _, msg := range kubeLabelKey(strings.ToLower(k)) {

@@ -2,6 +2,8 @@ package validation
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,7 +67,7 @@ func (c *checker) celDuration(p string, d *durationpb.Duration) {
 // celPortNames is the CEL rule on WorkloadEntry ports: names shorter than
 // 63 characters matching a DNS label.
 func (c *checker) celPortNames(p string, ports map[string]uint32) {
-	for _, k := range sortedKeys(ports) {
+	for _, k := range slices.Sorted(maps.Keys(ports)) {
 		if !(len(k) < 63 && matchesDNS1123Label(k)) {
 			c.err(p, "Invalid value: \"object\": port name must be valid")
 			return
@@ -77,7 +79,7 @@ func (c *checker) celPortNames(p string, ports map[string]uint32) {
 // of at most 63 characters.
 func (c *checker) labelSelectorSchema(p string, labels map[string]string, limit int) {
 	c.maxItems(p, len(labels), limit)
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		c.maxLength(keyPath(p, k), labels[k], 63)
 	}
 }

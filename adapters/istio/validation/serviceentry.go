@@ -2,6 +2,8 @@ package validation
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -119,7 +121,7 @@ func (c *checker) serviceEntry(se *networking.ServiceEntry) {
 				c.err(epp+".address", fmt.Sprintf("endpoint address %q is not a valid FQDN or an IP address", ep.Address))
 			}
 			c.labels(epp+".labels", ep.Labels)
-			for _, name := range sortedKeys(ep.Ports) {
+			for _, name := range slices.Sorted(maps.Keys(ep.Ports)) {
 				port := ep.Ports[name]
 				kp := keyPath(epp+".ports", name)
 				if !servicePorts[name] {
@@ -252,7 +254,7 @@ func (c *checker) workloadEntryFields(p string, we *networking.WorkloadEntry, se
 			c.err(p+".address", fmt.Sprintf("endpoint address %q is not a valid FQDN or an IP address", addr))
 		}
 	}
-	for _, name := range sortedKeys(we.Ports) {
+	for _, name := range slices.Sorted(maps.Keys(we.Ports)) {
 		port := we.Ports[name]
 		kp := keyPath(p+".ports", name)
 		if servicePorts != nil && !servicePorts[name] {

@@ -37,9 +37,10 @@ package validation
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,17 +160,6 @@ func keyPath(p, k string) string {
 	return p + "." + k
 }
 
-// sortedKeys returns the keys of m in order, so that problems come out in a
-// stable order (Istio iterates maps in random order).
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // Names, hosts and addresses (pkg/config/labels, agent/validation.go).
 
 const dns1123LabelMaxLength = 63
@@ -256,7 +246,7 @@ func validateTagKey(k string) error {
 
 // labels ports labels.Instance.Validate, locating each problem at its key.
 func (c *checker) labels(p string, l map[string]string) {
-	for _, k := range sortedKeys(l) {
+	for _, k := range slices.Sorted(maps.Keys(l)) {
 		c.add(keyPath(p, k), validateTagKey(k))
 		if v := l[k]; v != "" && !isQualifiedName(v) {
 			c.err(keyPath(p, k), fmt.Sprintf("invalid tag value: %q", v))
@@ -602,7 +592,7 @@ func (c *checker) alphaWorkloadSelector(p string, selector *networking.WorkloadS
 		return false, false
 	}
 	before := c.errorCount()
-	for _, k := range sortedKeys(selector.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(selector.Labels)) {
 		v := selector.Labels[k]
 		if k == "" {
 			c.err(keyPath(p+".labels", k), fmt.Sprintf("empty key is not supported in selector: %q", k+"="+v))

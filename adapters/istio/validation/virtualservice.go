@@ -2,8 +2,10 @@ package validation
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,7 +134,7 @@ func isJWTClaimRoute(name string) bool {
 }
 
 func (c *checker) jwtClaimRoutes(p string, headers map[string]*networking.StringMatch, gateways []string) {
-	for _, k := range sortedKeys(headers) {
+	for _, k := range slices.Sorted(maps.Keys(headers)) {
 		if isJWTClaimRoute(k) {
 			c.err(keyPath(p, k), fmt.Sprintf("JWT claim based routing (key: %s) is only supported for gateway, found no gateways: %v", k, gateways))
 		}
@@ -351,7 +353,7 @@ func (c *checker) httpMatchRequests(p string, r *networking.HTTPRoute) {
 			continue
 		}
 		mp := indexPath(p+".match", j)
-		for _, name := range sortedKeys(m.Headers) {
+		for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
 			hp := keyPath(mp+".headers", name)
 			header := m.Headers[name]
 			if header == nil {
@@ -360,7 +362,7 @@ func (c *checker) httpMatchRequests(p string, r *networking.HTTPRoute) {
 			c.add(hp, validateHTTPHeaderNameOrJwtClaimRoute(name))
 			c.stringMatch(hp, header, "headers")
 		}
-		for _, name := range sortedKeys(m.WithoutHeaders) {
+		for _, name := range slices.Sorted(maps.Keys(m.WithoutHeaders)) {
 			hp := keyPath(mp+".withoutHeaders", name)
 			header := m.WithoutHeaders[name]
 			c.add(hp, validateHTTPHeaderNameOrJwtClaimRoute(name))
@@ -374,7 +376,7 @@ func (c *checker) httpMatchRequests(p string, r *networking.HTTPRoute) {
 		c.stringMatch(mp+".scheme", m.GetScheme(), "scheme")
 		c.stringMatch(mp+".method", m.GetMethod(), "method")
 		c.stringMatch(mp+".authority", m.GetAuthority(), "authority")
-		for _, name := range sortedKeys(m.QueryParams) {
+		for _, name := range slices.Sorted(maps.Keys(m.QueryParams)) {
 			c.stringMatch(keyPath(mp+".queryParams", name), m.QueryParams[name], "queryParams")
 		}
 	}
@@ -436,22 +438,22 @@ func validateStringRegexp(re, where string) error {
 // and validateHTTPRouteDestinations.
 func (c *checker) headerOperations(p string, h *networking.Headers) {
 	req, resp := h.GetRequest(), h.GetResponse()
-	for _, name := range sortedKeys(req.GetAdd()) {
+	for _, name := range slices.Sorted(maps.Keys(req.GetAdd())) {
 		c.add(keyPath(p+".request.add", name), validateHTTPHeaderWithAuthorityOperationName(name))
 		c.add(keyPath(p+".request.add", name), validateHTTPHeaderValue(req.GetAdd()[name]))
 	}
-	for _, name := range sortedKeys(req.GetSet()) {
+	for _, name := range slices.Sorted(maps.Keys(req.GetSet())) {
 		c.add(keyPath(p+".request.set", name), validateHTTPHeaderWithAuthorityOperationName(name))
 		c.add(keyPath(p+".request.set", name), validateHTTPHeaderValue(req.GetSet()[name]))
 	}
 	for i, name := range req.GetRemove() {
 		c.add(indexPath(p+".request.remove", i), validateHTTPHeaderOperationName(name))
 	}
-	for _, name := range sortedKeys(resp.GetAdd()) {
+	for _, name := range slices.Sorted(maps.Keys(resp.GetAdd())) {
 		c.add(keyPath(p+".response.add", name), validateHTTPHeaderOperationName(name))
 		c.add(keyPath(p+".response.add", name), validateHTTPHeaderValue(resp.GetAdd()[name]))
 	}
-	for _, name := range sortedKeys(resp.GetSet()) {
+	for _, name := range slices.Sorted(maps.Keys(resp.GetSet())) {
 		c.add(keyPath(p+".response.set", name), validateHTTPHeaderOperationName(name))
 		c.add(keyPath(p+".response.set", name), validateHTTPHeaderValue(resp.GetSet()[name]))
 	}
@@ -469,7 +471,7 @@ func (c *checker) authorityRewrite(p string, rw *networking.HTTPRewrite, h *netw
 		name string
 		m    map[string]string
 	}{{"set", h.GetRequest().GetSet()}, {"add", h.GetRequest().GetAdd()}} {
-		for _, k := range sortedKeys(op.m) {
+		for _, k := range slices.Sorted(maps.Keys(op.m)) {
 			if !isAuthorityHeader(k) {
 				continue
 			}
