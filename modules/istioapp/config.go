@@ -1,6 +1,10 @@
 package istioapp
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/caddyserver/caddy/v2"
+)
 
 // This file holds the JSON configuration types of the istio app: the contract
 // between the adapter (which writes them) and the runtime (which reads them).
@@ -106,8 +110,181 @@ type Cluster struct {
 	// set neither "upstreams" nor "dynamic_upstreams". Default: a
 	// reverse_proxy with Caddy's defaults.
 	Proxy json.RawMessage `json:"proxy,omitempty"`
+
+	// ConnectionPool holds the limits of Envoy's circuit breakers and the
+	// per-connection limits Caddy's transport lacks (DestinationRule
+	// connectionPool). Transport settings Caddy has (dial_timeout,
+	// keep_alive, max_conns_per_host, versions) are in Proxy. Nil: no
+	// limits.
+	ConnectionPool *ConnectionPool `json:"connection_pool,omitempty"`
+
+	// OutlierDetection ejects endpoints that fail (DestinationRule
+	// outlierDetection), with Envoy's semantics. Nil: off.
+	OutlierDetection *OutlierDetection `json:"outlier_detection,omitempty"`
+
+	// TLS is what the cluster's upstream TLS needs beyond the reverse_proxy
+	// transport's tls settings in Proxy: the mesh identity (ISTIO_MUTUAL)
+	// and subject alternative name checks. Nil: the transport's settings
+	// alone.
+	TLS *UpstreamTLS `json:"tls,omitempty"`
+
+	// Locality spreads or fails over load by endpoint locality
+	// (DestinationRule loadBalancer.localityLbSetting). Nil: endpoints are
+	// balanced regardless of locality.
+	Locality *LocalityLB `json:"locality,omitempty"`
+
+	// Warmup ramps the share of a newly added endpoint up over a window
+	// (Envoy's slow start; DestinationRule loadBalancer.warmup or
+	// warmupDurationSecs). Nil: off.
+	Warmup *Warmup `json:"warmup,omitempty"`
 }
 
-// The app's own JSON (App in istioapp.go) has three fields: `services`
-// ([]*Service), `workloads` ([]*Workload, standalone WorkloadEntries) and
-// `clusters` ([]*Cluster).
+// ConnectionPool is a cluster's circuit-breaker limits. A zero value means
+// unlimited (Istio writes 2^32-1, and treats 0 as unset).
+type ConnectionPool struct {
+	// MaxConnections caps the connections to the cluster (tcp.maxConnections).
+	MaxConnections uint32 `json:"max_connections,omitempty"`
+
+	// MaxPendingRequests caps the requests waiting for a connection
+	// (http.http1MaxPendingRequests). A request over the cap gets 503 at
+	// once, with the header x-envoy-overloaded: true, and is not retried.
+	MaxPendingRequests uint32 `json:"max_pending_requests,omitempty"`
+
+	// MaxRequests caps the active requests to the cluster
+	// (http.http2MaxRequests); over it, 503 as for MaxPendingRequests.
+	MaxRequests uint32 `json:"max_requests,omitempty"`
+
+	// MaxRetries caps the retries in progress to the cluster at one time
+	// (http.maxRetries); a retry over the cap is not made.
+	MaxRetries uint32 `json:"max_retries,omitempty"`
+
+	// MaxRequestsPerConnection closes a connection after it has carried
+	// this many requests (http.maxRequestsPerConnection). 1 disables
+	// keep-alive.
+	MaxRequestsPerConnection uint32 `json:"max_requests_per_connection,omitempty"`
+
+	// MaxConnectionDuration closes a connection once it is this old, after
+	// its request in flight completes (tcp.maxConnectionDuration).
+	MaxConnectionDuration caddy.Duration `json:"max_connection_duration,omitempty"`
+}
+
+// OutlierDetection is Envoy's outlier detection for one cluster, with the
+// defaults Istio writes filled in by the adapter. Counters are per endpoint
+// and reset by a success.
+type OutlierDetection struct {
+	// Consecutive5xxErrors ejects an endpoint after this many consecutive
+	// 5xx responses (local-origin failures count as 5xx unless
+	// SplitExternalLocalOriginErrors). 0: off.
+	Consecutive5xxErrors uint32 `json:"consecutive_5xx_errors,omitempty"`
+
+	// ConsecutiveGatewayErrors ejects after this many consecutive 502, 503
+	// or 504 responses (and local-origin failures unless split). 0: off.
+	ConsecutiveGatewayErrors uint32 `json:"consecutive_gateway_errors,omitempty"`
+
+	// SplitExternalLocalOriginErrors counts local-origin failures (connect
+	// failure, reset, timeout) apart from upstream responses.
+	SplitExternalLocalOriginErrors bool `json:"split_external_local_origin_errors,omitempty"`
+
+	// ConsecutiveLocalOriginFailures ejects after this many consecutive
+	// local-origin failures when split. 0: off.
+	ConsecutiveLocalOriginFailures uint32 `json:"consecutive_local_origin_failures,omitempty"`
+
+	// ErrorStatusCodes, when set, are the statuses that count as errors for
+	// Consecutive5xxErrors instead of 500-599
+	// (outlierDetectionHttpErrorCodes).
+	ErrorStatusCodes []int `json:"error_status_codes,omitempty"`
+
+	// Interval between ejection sweeps, which return endpoints whose
+	// ejection time is over. Default: 10s.
+	Interval caddy.Duration `json:"interval,omitempty"`
+
+	// BaseEjectionTime times the number of times an endpoint was ejected
+	// is how long it stays out. Default: 30s.
+	BaseEjectionTime caddy.Duration `json:"base_ejection_time,omitempty"`
+
+	// MaxEjectionPercent is the most endpoints, in percent, ejected at one
+	// time; at least one can always be ejected. Default: 10.
+	MaxEjectionPercent uint32 `json:"max_ejection_percent,omitempty"`
+
+	// MinHealthPercent: when fewer endpoints than this percentage are
+	// healthy, all are used (Envoy's panic mode). 0 (Istio's default)
+	// disables panic mode: with every endpoint ejected, requests get 503.
+	MinHealthPercent uint32 `json:"min_health_percent,omitempty"`
+}
+
+// UpstreamTLS is the istio-specific part of a cluster's upstream TLS.
+type UpstreamTLS struct {
+	// IstioMutual presents this proxy's mesh certificate (see Mesh) and
+	// trusts only the mesh CA (ISTIO_MUTUAL).
+	IstioMutual bool `json:"istio_mutual,omitempty"`
+
+	// SubjectAltNames are the names (DNS names or URIs such as
+	// spiffe://cluster.local/ns/default/sa/reviews) of which the server
+	// certificate must carry one. Empty: with IstioMutual any identity of
+	// the mesh trust domain; otherwise the transport's own hostname check.
+	SubjectAltNames []string `json:"subject_alt_names,omitempty"`
+}
+
+// LocalityLB is Envoy's locality-weighted load balancing and locality
+// failover, relative to the locality of this proxy (Mesh.Locality).
+// Localities are region/zone/subzone.
+type LocalityLB struct {
+	// Distribute gives, for clients in From (may end in *), the share in
+	// percent of each To locality (may end in *).
+	Distribute []*LocalityDistribute `json:"distribute,omitempty"`
+
+	// Failover names, for a region, the region to fail over to.
+	Failover []*LocalityFailover `json:"failover,omitempty"`
+
+	// FailoverPriority is an ordered list of endpoint labels whose values,
+	// equal to this proxy's, rank endpoints first.
+	FailoverPriority []string `json:"failover_priority,omitempty"`
+}
+
+// LocalityDistribute is one localityLbSetting.distribute entry.
+type LocalityDistribute struct {
+	From string            `json:"from"`
+	To   map[string]uint32 `json:"to"`
+}
+
+// LocalityFailover is one localityLbSetting.failover entry.
+type LocalityFailover struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Warmup is Envoy's slow start: a new endpoint's weight is scaled by
+// max(MinimumPercent/100, (age/Duration)^(1/Aggression)) until it is
+// Duration old.
+type Warmup struct {
+	Duration       caddy.Duration `json:"duration"`
+	MinimumPercent float64        `json:"minimum_percent,omitempty"` // default 10
+	Aggression     float64        `json:"aggression,omitempty"`      // default 1
+}
+
+// Mesh is this proxy's place in the mesh: its identity, for ISTIO_MUTUAL,
+// and its locality, for locality load balancing.
+type Mesh struct {
+	// TrustDomain of the mesh. Default: cluster.local.
+	TrustDomain string `json:"trust_domain,omitempty"`
+
+	// CA is the ID of the pki app certificate authority that issues the
+	// mesh certificates; Caddy instances share the mesh by sharing this CA
+	// (the same root and intermediate, from files or shared storage).
+	// Default: istio.
+	CA string `json:"ca,omitempty"`
+
+	// Identity is this proxy's SPIFFE ID, spiffe://TRUST_DOMAIN/ns/NS/sa/SA.
+	// Default: spiffe://TRUST_DOMAIN/ns/default/sa/default.
+	Identity string `json:"identity,omitempty"`
+
+	// Locality of this proxy, region/zone/subzone. Default: none.
+	Locality string `json:"locality,omitempty"`
+
+	// Labels of this proxy's workload (for failoverPriority).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// The app's own JSON (App in istioapp.go) has four fields: `services`
+// ([]*Service), `workloads` ([]*Workload, standalone WorkloadEntries),
+// `clusters` ([]*Cluster) and `mesh` (*Mesh).

@@ -34,6 +34,10 @@ type App struct {
 	// and DestinationRule subset.
 	Clusters []*Cluster `json:"clusters,omitempty"`
 
+	// Mesh is this proxy's mesh identity and locality. Nil: the defaults
+	// of Mesh.
+	Mesh *Mesh `json:"mesh,omitempty"`
+
 	registry *registry
 	clusters map[string]*ClusterHandler
 	// provisioned lists the clusters whose reverse_proxy was provisioned, in
