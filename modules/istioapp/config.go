@@ -137,6 +137,30 @@ type Cluster struct {
 	// (Envoy's slow start; DestinationRule loadBalancer.warmup or
 	// warmupDurationSecs). Nil: off.
 	Warmup *Warmup `json:"warmup,omitempty"`
+
+	// Tunnel sends each connection through an HTTP CONNECT tunnel that the
+	// cluster's endpoints (proxies) open to the target (DestinationRule
+	// tunnel). Nil: connect directly.
+	Tunnel *Tunnel `json:"tunnel,omitempty"`
+
+	// RetryBudget caps the retries in progress to a share of the active
+	// requests (DestinationRule retryBudget); when set it replaces
+	// ConnectionPool.MaxRetries, as in Envoy. Nil: no budget.
+	RetryBudget *RetryBudget `json:"retry_budget,omitempty"`
+}
+
+// Tunnel is an HTTP CONNECT tunnel through the cluster's endpoints.
+type Tunnel struct {
+	// TargetHost and TargetPort are what the CONNECT request asks for.
+	TargetHost string `json:"target_host"`
+	TargetPort uint32 `json:"target_port"`
+}
+
+// RetryBudget is Envoy's retry budget: at most max(MinRetryConcurrency,
+// Percent% of active requests) retries in progress.
+type RetryBudget struct {
+	Percent             float64 `json:"percent,omitempty"`               // default 20
+	MinRetryConcurrency uint32  `json:"min_retry_concurrency,omitempty"` // default 3
 }
 
 // ConnectionPool is a cluster's circuit-breaker limits. A zero value means
