@@ -167,6 +167,13 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	// giveUp answers as the previous attempt ended, when the next cannot
 	// start.
 	var giveUp func() error
+	// retryDone ends the admission of the retry in progress, if any.
+	var retryDone func()
+	defer func() {
+		if retryDone != nil {
+			retryDone()
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		last := policy == nil || attempt >= policy.attempts
 		ar := up
@@ -236,6 +243,15 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		}
 		retry := !last && retriable && (body == nil || !body.clientFailed())
 		retried := attempt > 0
+		if retryDone != nil {
+			retryDone()
+			retryDone = nil
+		}
+		if retry {
+			// The cluster's circuit breaker caps the retries in progress
+			// (maxRetries, retryBudget); over it, Envoy gives up.
+			retryDone, retry = admitRetry(d.handler)
+		}
 		if !retry {
 			defer putAttemptWriter(aw, reusable)
 			switch {
@@ -304,6 +320,20 @@ func serveAttempt(ch *istioapp.ClusterHandler, aw *attemptWriter, r *http.Reques
 }
 
 var errDiscardedResponseAborted = errors.New("discarded retriable response aborted")
+
+// retryAdmitter is a cluster that caps the retries in progress.
+type retryAdmitter interface {
+	AdmitRetry() (done func(), ok bool)
+}
+
+// admitRetry asks ch whether one more retry may start; done, when not
+// nil, must be called once the retry is over.
+func admitRetry(ch *istioapp.ClusterHandler) (done func(), ok bool) {
+	if a, is := any(ch).(retryAdmitter); is {
+		return a.AdmitRetry()
+	}
+	return nil, true
+}
 
 // hasBody reports whether r may have a body.
 func hasBody(r *http.Request) bool {

@@ -154,6 +154,11 @@ func compileRetryPolicy(p *RetryPolicy) (*retryPolicy, error) {
 // retriableResponse reports whether a response with this status and these
 // headers is retried, as Envoy's retry state does on upstream headers.
 func (p *retryPolicy) retriableResponse(code int, h http.Header) bool {
+	// Envoy never retries a response marked overloaded: the 503 of a
+	// circuit breaker (its own or an upstream Envoy's).
+	if _, overloaded := h["X-Envoy-Overloaded"]; overloaded {
+		return false
+	}
 	switch {
 	case p.on&condStatus5xx != 0 && code >= 500:
 		return true
