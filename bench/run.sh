@@ -5,8 +5,10 @@
 #   bench/run.sh                      # ~5 minutes: 3 interleaved rounds, 8 s max-rate + 15 s fixed-load phases
 #   bench/run.sh --rounds 5 --max 20s --fixed 60s     # longer, steadier figures
 #   bench/run.sh --profile            # also take CPU/alloc profiles of both proxies at max rate
+#   bench/run.sh --suite pools        # DestinationRule pools: LEAST_REQUEST and ring hash against
+#                                     # plain Caddy round_robin over the same two backends
 #
-# Every option also has an environment variable (ROUNDS, MAX_DURATION, FIXED_DURATION, QPS, CONNS,
+# Every option also has an environment variable (SUITE, ROUNDS, MAX_DURATION, FIXED_DURATION, QPS, CONNS,
 # MAX_CONNS, NOISE_MAX, IDLE_MAX, IDLE_WAIT, PROFILE, NO_BUILD); see usage() below.
 #
 # What it does (protocol of /work/shared/reference/performance-anchors.md, section 4):
@@ -29,6 +31,10 @@
 #   * checks the istio config: no non-2xx, v2 share of the matched route 10 % +- 1 pp, requests
 #     without the header (second route) all on v1;
 #   * prints medians and ratios (to plain and to direct) and writes bench/results/<timestamp>.json.
+# The pools suite (--suite pools) runs instead: direct; plain_rr (stock reverse_proxy, round_robin over
+# both backends); istio_lr (a Service over both workloads, Istio's default LEAST_REQUEST, no
+# VirtualService); istio_ring (the same with a DestinationRule consistentHash on the x-user header,
+# ring hash); targets: each istio pool >= 0.95x plain_rr throughput.
 # Exit status: 0 when every request succeeded and the split was right; 1 otherwise. The issue's
 # targets (istio >= 0.9x plain throughput, < 0.5 ms added p99 at fixed load) are printed, not gated:
 # the machine is shared, so the figures are indicative.
@@ -40,6 +46,7 @@ set -euo pipefail
 usage() {
 	cat <<'EOF'
 usage: bench/run.sh [options]
+  --suite S         route (istio_route vs reverse_proxy) or pools (LB pools)  (SUITE, default route)
   --rounds N        interleaved rounds                     (ROUNDS, default 3)
   --max DUR         max-rate phase duration, fortio -t     (MAX_DURATION, default 8s)
   --fixed DUR       fixed-load phase duration              (FIXED_DURATION, default 15s)
@@ -54,6 +61,7 @@ usage: bench/run.sh [options]
 EOF
 }
 
+SUITE="${SUITE:-route}"
 ROUNDS="${ROUNDS:-3}"
 MAX_DURATION="${MAX_DURATION:-8s}"
 FIXED_DURATION="${FIXED_DURATION:-15s}"
@@ -67,6 +75,7 @@ PROFILE="${PROFILE:-0}"
 NO_BUILD="${NO_BUILD:-0}"
 while [ $# -gt 0 ]; do
 	case "$1" in
+	--suite) SUITE="$2"; shift 2 ;;
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--max) MAX_DURATION="$2"; shift 2 ;;
 	--fixed) FIXED_DURATION="$2"; shift 2 ;;
@@ -104,9 +113,24 @@ BACKEND_V1=127.0.0.1:18080
 BACKEND_V2=127.0.0.1:18090
 PROXY=127.0.0.1:18100
 ADMIN=127.0.0.1:12019
-CONFIGS=(direct plain istio)
-# The same request for every config: the Host the VirtualService answers and its matching header.
-REQ_HEADERS=(-H "Host: bench" -H "x-bench: 1")
+# The same request for every config: the Host the VirtualService answers and its matching header
+# (and, for the pools, the consistent-hash key).
+case "$SUITE" in
+route)
+	CONFIGS=(direct plain istio)
+	REQ_HEADERS=(-H "Host: bench" -H "x-bench: 1")
+	# ratios printed, as "a/b", and the targets: [a, b, min throughput ratio, max added p99 ms]
+	RATIOS='[["plain","direct"],["istio","direct"],["istio","plain"]]'
+	TARGETS='[["istio","plain",0.9,0.5]]'
+	;;
+pools)
+	CONFIGS=(direct plain_rr istio_lr istio_ring)
+	REQ_HEADERS=(-H "Host: bench" -H "x-user: alice")
+	RATIOS='[["plain_rr","direct"],["istio_lr","plain_rr"],["istio_ring","plain_rr"]]'
+	TARGETS='[["istio_lr","plain_rr",0.95,null],["istio_ring","plain_rr",0.95,null]]'
+	;;
+*) echo "run.sh: unknown suite $SUITE (route or pools)" >&2; exit 2 ;;
+esac
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -241,6 +265,41 @@ spec:
     - "./*"
 EOF
 
+cat >"$work/plain_rr.json" <<EOF
+{
+  "admin": {"listen": "$ADMIN"},
+  "apps": {"http": {"servers": {"bench": {
+    "listen": ["$PROXY"],
+    "automatic_https": {"disable": true},
+    "routes": [{"handle": [{"handler": "reverse_proxy",
+      "upstreams": [{"dial": "$BACKEND_V1"}, {"dial": "$BACKEND_V2"}],
+      "load_balancing": {"selection_policy": {"policy": "round_robin"}}}]}]
+  }}}}
+}
+EOF
+
+# The pools: the Service, its two workloads and the Sidecar of istio.yaml, no VirtualService (the
+# default route over the whole service), and for istio_ring a DestinationRule hashing on x-user.
+pool_yaml() {
+	awk 'BEGIN{RS="---\n"; ORS="---\n"} /kind: (Service|WorkloadEntry|Sidecar)\n/' "$work/istio.yaml"
+}
+pool_yaml >"$work/istio_lr.yaml"
+{
+	pool_yaml
+	cat <<EOF
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: bench
+spec:
+  host: bench
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpHeaderName: x-user
+EOF
+} >"$work/istio_ring.yaml"
+
 # --- process handling --------------------------------------------------------------------------
 pids=()
 cleanup() {
@@ -324,9 +383,13 @@ start_proxy() { # config
 		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
 			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain.json" >>"$work/caddy-plain.log" 2>&1 &
 		;;
-	istio)
+	plain_rr)
+		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain_rr.json" >>"$work/caddy-$cfg.log" 2>&1 &
+		;;
+	istio | istio_lr | istio_ring)
 		CADDY_ADMIN="$ADMIN" XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
-			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/istio.yaml" >>"$work/caddy-istio.log" 2>&1 &
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/$cfg.yaml" >>"$work/caddy-$cfg.log" 2>&1 &
 		;;
 	esac
 	proxy_pid=$!
@@ -429,7 +492,7 @@ done
 profiles=()
 : >"$work/profiles.jsonl"
 if [ "$PROFILE" = 1 ]; then
-	for cfg in plain istio; do
+	for cfg in "${CONFIGS[@]:1}"; do
 		log "profiling $cfg at max rate (10 s) ..."
 		start_proxy "$cfg"
 		"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c "$MAX_CONNS" -t 14s -json "$work/$cfg-profile-load.json" \
@@ -475,6 +538,8 @@ jq -s \
 	--arg uptime_before "$uptime_before" --arg uptime_after "$uptime_after" \
 	--argjson rounds "$ROUNDS" --arg max_duration "$MAX_DURATION" --arg fixed_duration "$FIXED_DURATION" \
 	--argjson qps "$QPS" --argjson conns "$CONNS" --argjson max_conns "$MAX_CONNS" --argjson noise_max "$NOISE_MAX" \
+	--arg suite "$SUITE" --argjson cfgs "$(printf '%s\n' "${CONFIGS[@]}" | jq -R . | jq -sc .)" \
+	--argjson ratio_pairs "$RATIOS" --argjson target_list "$TARGETS" \
 	--slurpfile checks "$work/checks.jsonl" --slurpfile per_request "$work/profiles.jsonl" \
 	--argjson profiles "$(printf '%s\n' "${profiles[@]}" | jq -R . | jq -sc 'map(select(. != ""))')" '
 	def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -482,7 +547,6 @@ jq -s \
 	# clean phases when at least 2 are clean, else all of them (flagged)
 	def usable: (map(select(.noisy | not))) as $c | if ($c | length) >= 2 then {runs: $c, all_clean_or_enough: true} else {runs: ., all_clean_or_enough: false} end;
 	. as $raw
-	| ["direct", "plain", "istio"] as $cfgs
 	| (reduce $cfgs[] as $cfg ({};
 		($raw | pick($cfg; "max") | usable) as $m
 		| ($raw | pick($cfg; "fixed") | usable) as $f
@@ -508,24 +572,33 @@ jq -s \
 			added_p99_ms: ($med[a].fixed.p99_ms - $med[b].fixed.p99_ms)
 		};
 	($raw | map(select(.config == "istio" and .phase != "memory")) | {v1: (map(.v1) | add), v2: (map(.v2) | add)}) as $split
+	| def share(cfg): ($raw | map(select(.config == cfg and .phase != "memory")) | {v1: (map(.v1) | add), v2: (map(.v2) | add)}
+		| .v2_share = (if .v1 + .v2 > 0 then .v2 / (.v1 + .v2) else null end));
 	| {
 		date: $date,
 		machine: {nproc: $nproc, cpu: $cpu, uptime_before: $uptime_before, uptime_after: $uptime_after},
 		commit: $commit, go: $go, fortio: "1.66.5", layout: $layout,
+		suite: $suite,
 		settings: {rounds: $rounds, max_duration: $max_duration, max_conns: $max_conns,
 			fixed_qps: $qps, fixed_duration: $fixed_duration, fixed_conns: $conns, noise_max_cores: $noise_max},
 		medians: $med,
-		ratios: {"plain/direct": ratio("plain"; "direct"), "istio/direct": ratio("istio"; "direct"), "istio/plain": ratio("istio"; "plain")},
-		targets: {
-			istio_throughput_vs_plain: {want: ">= 0.9", got: ratio("istio"; "plain").throughput, met: (ratio("istio"; "plain").throughput >= 0.9)},
-			istio_added_p99_vs_plain_ms: {want: "< 0.5", got: ratio("istio"; "plain").added_p99_ms, met: (ratio("istio"; "plain").added_p99_ms < 0.5)}
-		},
-		checks: {
-			errors: ($raw | map(select(.phase != "memory") | .errors) | add),
-			split: ($split + {v2_share: ($split.v2 / ($split.v1 + $split.v2)), ok: (($split.v2 / ($split.v1 + $split.v2) - 0.1) | fabs <= 0.01)}),
-			no_header_route: ($checks | {requests: (map(.requests) | add), ok: (map(.ok) | add), v2: (map(.v2) | add)}
-				| .pass = (.v2 == 0 and .ok == .requests))
-		},
+		ratios: (reduce $ratio_pairs[] as $p ({}; .["\($p[0])/\($p[1])"] = ratio($p[0]; $p[1]))),
+		targets: [$target_list[] as $t | ratio($t[0]; $t[1]) as $r
+			| {name: "\($t[0])/\($t[1])",
+				throughput: {want: ">= \($t[2])", got: $r.throughput, met: ($r.throughput >= $t[2])}}
+			+ (if $t[3] == null then {} else {added_p99_ms: {want: "< \($t[3])", got: $r.added_p99_ms, met: ($r.added_p99_ms < $t[3])}} end)],
+		checks: ({errors: ($raw | map(select(.phase != "memory") | .errors) | add)}
+			+ if $suite == "route" then {
+				split: ($split + {v2_share: ($split.v2 / ($split.v1 + $split.v2)), ok: (($split.v2 / ($split.v1 + $split.v2) - 0.1) | fabs <= 0.01)}),
+				no_header_route: ($checks | {requests: (map(.requests) | add), ok: (map(.ok) | add), v2: (map(.v2) | add)}
+					| .pass = (.v2 == 0 and .ok == .requests))
+			} else {
+				# round robin and least request over two equal backends: about half each;
+				# the ring hash with one key: all on one backend.
+				spread: ({plain_rr: share("plain_rr"), istio_lr: share("istio_lr"), istio_ring: share("istio_ring")}
+					| .ok = ((((.plain_rr.v2_share - 0.5) | fabs) <= 0.02) and (((.istio_lr.v2_share - 0.5) | fabs) <= 0.1)
+						and (.istio_ring.v2_share == 0 or .istio_ring.v2_share == 1)))
+			} end),
 		profiles: {files: $profiles, per_request: $per_request},
 		runs: $raw
 	}' "$work/raw.jsonl" >"$out_json"
@@ -548,9 +621,10 @@ jq -r '
 	"|---|---|---|---|---|---|",
 	(.ratios | to_entries[] | "| \(.key) | \(.value.throughput | f(3)) | \(.value.per_proxy_core | f(3)) | \(.value.added_p50_ms | s(3)) | \(.value.added_p90_ms | s(3)) | \(.value.added_p99_ms | s(3)) |"),
 	"",
-	"targets: istio/plain throughput \(.targets.istio_throughput_vs_plain.got | f(3)) (want >= 0.9): \(if .targets.istio_throughput_vs_plain.met then "met" else "MISSED" end); added p99 \(.targets.istio_added_p99_vs_plain_ms.got | s(3)) ms (want < 0.5): \(if .targets.istio_added_p99_vs_plain_ms.met then "met" else "MISSED" end)",
+	(.targets[] | "target \(.name): throughput \(.throughput.got | f(3)) (want \(.throughput.want)): \(if .throughput.met then "met" else "MISSED" end)\(if .added_p99_ms then "; added p99 \(.added_p99_ms.got | s(3)) ms (want \(.added_p99_ms.want)): \(if .added_p99_ms.met then "met" else "MISSED" end)" else "" end)"),
 	(.profiles.per_request[] | "profile \(.config): \(.rps | f(0)) rps, proxy CPU \(.proxy_cpu_us_per_request | f(1)) us/request, \(.alloc_bytes_per_request | f(0)) B and \(.allocs_per_request | f(1)) allocations/request"),
-	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)"
+	if .suite == "pools" then "checks: errors \(.checks.errors); v2 share plain_rr \(.checks.spread.plain_rr.v2_share | f(3)), istio_lr \(.checks.spread.istio_lr.v2_share | f(3)), istio_ring \(.checks.spread.istio_ring.v2_share | f(3)): \(if .checks.spread.ok then "ok" else "WRONG" end)" else
+	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)" end
 ' "$out_json"
 echo
 echo "results: $out_json (raw fortio output in $work/)"
@@ -558,4 +632,5 @@ if [ "${#profiles[@]}" -gt 0 ]; then
 	echo "profiles: ${profiles[*]} (top lists in $results/$stamp-*.top.txt)"
 fi
 
-jq -e '.checks.errors == 0 and .checks.split.ok and .checks.no_header_route.pass' "$out_json" >/dev/null
+jq -e 'if .suite == "pools" then .checks.errors == 0 and .checks.spread.ok
+	else .checks.errors == 0 and .checks.split.ok and .checks.no_header_route.pass end' "$out_json" >/dev/null
