@@ -10,6 +10,7 @@
 package istiomesh
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -43,6 +44,10 @@ const (
 	// default (24h); it is renewed at half-life.
 	DefaultLifetime = 24 * time.Hour
 )
+
+// clockSkew backdates certificates, for mesh members whose clocks are
+// slightly behind the issuer's.
+const clockSkew = time.Minute
 
 // Variables so that tests can shorten them.
 var (
@@ -154,7 +159,8 @@ func NewIdentity(ctx caddy.Context, caID, spiffeID string) (*Identity, error) {
 		// The pki app renews intermediates in the newest config's CA.
 		id.setCA(ca)
 	}
-	ctx.OnCancel(func() {
+	// Not ctx.OnCancel: it appends to this copy of ctx only.
+	context.AfterFunc(ctx, func() {
 		if _, err := identities.Delete(key); err != nil {
 			logger.Error("releasing the mesh identity", zap.Error(err))
 		}
@@ -221,8 +227,9 @@ func (id *Identity) Destruct() error {
 // maintain renews the certificate at half-life until Destruct.
 func (id *Identity) maintain() {
 	for {
-		cert := id.cert.Load()
-		half := cert.Leaf.NotBefore.Add(cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 2)
+		leaf := id.cert.Load().Leaf
+		issued := leaf.NotBefore.Add(clockSkew)
+		half := issued.Add(leaf.NotAfter.Sub(issued) / 2)
 		timer := time.NewTimer(max(time.Until(half), 0))
 		select {
 		case <-id.stop:
@@ -284,7 +291,7 @@ func issue(ca *caddypki.CA, spiffeID string, lifetime time.Duration) (*tls.Certi
 	}
 	template := &x509.Certificate{
 		SerialNumber:          serial,
-		NotBefore:             now.Add(-time.Minute), // clock skew between mesh members
+		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              notAfter,
 		URIs:                  []*url.URL{uri},
 		KeyUsage:              x509.KeyUsageDigitalSignature,
