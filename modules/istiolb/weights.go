@@ -1,0 +1,192 @@
+package istiolb
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// Warmup is Envoy's slow start (Istio's loadBalancer.warmup): an endpoint
+// that joined less than Duration ago has its weight scaled by
+// max(MinimumPercent/100, (age/Duration)^(1/Aggression)).
+type Warmup struct {
+	// Duration of the warmup window. Required.
+	Duration caddy.Duration `json:"duration,omitempty"`
+
+	// MinimumPercent is the least share of its weight a new endpoint gets.
+	// Default: 10.
+	MinimumPercent float64 `json:"minimum_percent,omitempty"`
+
+	// Aggression shapes the ramp: 1 is linear, larger ramps up faster.
+	// Default: 1.
+	Aggression float64 `json:"aggression,omitempty"`
+}
+
+// provision sets the defaults.
+func (w *Warmup) provision() {
+	if w.MinimumPercent == 0 {
+		w.MinimumPercent = 10
+	}
+	if w.Aggression == 0 {
+		w.Aggression = 1
+	}
+}
+
+// validate checks the configuration.
+func (w *Warmup) validate() error {
+	if w.Duration <= 0 {
+		return fmt.Errorf("warmup: duration must be positive")
+	}
+	if w.MinimumPercent < 0 || w.MinimumPercent > 100 {
+		return fmt.Errorf("warmup: minimum_percent must be within [0, 100]")
+	}
+	if w.Aggression <= 0 {
+		return fmt.Errorf("warmup: aggression must be positive")
+	}
+	return nil
+}
+
+// factor returns the share of its weight an endpoint added at added gets
+// now; 1 once warm or when added is unknown.
+func (w *Warmup) factor(added, now time.Time) float64 {
+	if added.IsZero() {
+		return 1
+	}
+	window := time.Duration(w.Duration)
+	age := now.Sub(added)
+	if age >= window {
+		return 1
+	}
+	// Envoy counts at least one millisecond, so a new endpoint's factor
+	// is never 0 before minimum_percent applies.
+	age = max(age, time.Millisecond)
+	return max(w.MinimumPercent/100, math.Pow(float64(age)/float64(window), 1/w.Aggression))
+}
+
+// unmarshalWarmup parses, after the "warmup" token:
+//
+//	warmup <duration> [{
+//	    minimum_percent <percent>
+//	    aggression      <factor>
+//	}]
+func unmarshalWarmup(d *caddyfile.Dispenser) (*Warmup, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	duration, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return nil, d.Errf("invalid warmup duration %q: %v", d.Val(), err)
+	}
+	w := &Warmup{Duration: caddy.Duration(duration)}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		option := d.Val()
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		value, err := strconv.ParseFloat(d.Val(), 64)
+		if err != nil {
+			return nil, d.Errf("invalid warmup %s %q: %v", option, d.Val(), err)
+		}
+		switch option {
+		case "minimum_percent":
+			w.MinimumPercent = value
+		case "aggression":
+			w.Aggression = value
+		default:
+			return nil, d.Errf("unrecognized warmup option %q", option)
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	return w, nil
+}
+
+// weighting gives the current weight of an endpoint: its EndpointInfo
+// weight, scaled down while it warms up.
+type weighting struct {
+	info   EndpointInfo
+	warmup *Warmup
+}
+
+// weight returns the weight of the endpoint dial at now.
+func (wt *weighting) weight(dial string, now time.Time) float64 {
+	if wt.info == nil {
+		return 1
+	}
+	w := float64(endpointWeight(wt.info, dial))
+	if wt.warmup != nil {
+		w *= wt.warmup.factor(wt.info.EndpointAddedAt(dial), now)
+	}
+	return w
+}
+
+// trivial reports whether every endpoint weighs 1 at all times.
+func (wt *weighting) trivial() bool { return wt.info == nil }
+
+// smoothWRR is smooth weighted round robin (nginx's): each pick adds every
+// available endpoint's weight to its credit, takes the endpoint with the
+// most credit and takes the total weight off its credit. It spreads picks
+// in proportion to weights, interleaved, and is a strict rotation when the
+// weights are equal; weights may change between picks (slow start, active
+// requests), as with Envoy's EDF scheduler.
+type smoothWRR struct {
+	mu     sync.Mutex
+	dials  []string
+	credit []float64
+}
+
+// pick returns the available upstream of pool chosen by the weights, or nil
+// if none is available.
+func (s *smoothWRR) pick(pool reverseproxy.UpstreamPool, weight func(*reverseproxy.Upstream) float64) *reverseproxy.Upstream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.samePool(pool) {
+		// A new endpoint set starts afresh: credits of the old one mean
+		// nothing for it.
+		s.dials = s.dials[:0]
+		for _, u := range pool {
+			s.dials = append(s.dials, u.Dial)
+		}
+		s.credit = make([]float64, len(pool))
+	}
+	var total float64
+	best := -1
+	for i, u := range pool {
+		if !u.Available() {
+			continue
+		}
+		w := weight(u)
+		s.credit[i] += w
+		total += w
+		if best < 0 || s.credit[i] > s.credit[best] {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	s.credit[best] -= total
+	return pool[best]
+}
+
+func (s *smoothWRR) samePool(pool reverseproxy.UpstreamPool) bool {
+	if len(pool) != len(s.dials) {
+		return false
+	}
+	for i, u := range pool {
+		if u.Dial != s.dials[i] {
+			return false
+		}
+	}
+	return true
+}
