@@ -4,10 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/caddy-istio/caddy-istio/modules/istiolb"
 )
 
 // ClusterHandler is a provisioned cluster: the registry endpoints of one
@@ -17,7 +23,65 @@ type ClusterHandler struct {
 	name      string
 	upstreams *endpointSet
 	proxy     *reverseproxy.Handler
+
+	// transport wraps the proxy's transport with the circuit breakers and
+	// outlier detection; nil when the cluster has neither.
+	transport *clusterTransport
+
+	// retryCap returns how many retries may be in progress now; nil: no
+	// cap. retries counts those in progress.
+	retryCap func() int64
+	retries  atomic.Int64
+
+	// lease holds the cluster's runtime state across reloads.
+	lease *stateLease
 }
+
+// AdmitRetry asks whether one more retry of a request to this cluster may
+// start now. ok is false when the retries in progress are at the cap
+// (ConnectionPool.MaxRetries, or the RetryBudget, which replaces it): the
+// retry must not be made. When ok, done must be called once, when the
+// retry attempt is over.
+func (ch *ClusterHandler) AdmitRetry() (done func(), ok bool) {
+	if ch.retryCap == nil {
+		return func() {}, true
+	}
+	if n := ch.retries.Add(1); n > ch.retryCap() {
+		ch.retries.Add(-1)
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { ch.retries.Add(-1) }) }, true
+}
+
+// retryCapOf returns the retry cap of c, nil for none. A budget allows
+// max(MinRetryConcurrency, Percent% of the active requests).
+func retryCapOf(c *Cluster, t *clusterTransport) func() int64 {
+	if b := c.RetryBudget; b != nil {
+		percent := b.Percent
+		if percent <= 0 {
+			percent = defaultRetryBudgetPercent
+		}
+		minimum := int64(b.MinRetryConcurrency)
+		if minimum == 0 {
+			minimum = defaultRetryBudgetMinConcurrency
+		}
+		return func() int64 {
+			return max(minimum, int64(float64(t.activeRequests())*percent/100))
+		}
+	}
+	if cp := c.ConnectionPool; cp != nil && cp.MaxRetries > 0 {
+		limit := int64(cp.MaxRetries)
+		return func() int64 { return limit }
+	}
+	return nil
+}
+
+// Retry budget defaults (Envoy's).
+const (
+	defaultRetryBudgetPercent        = 20
+	defaultRetryBudgetMinConcurrency = 3
+)
 
 // Name returns the cluster name, e.g. outbound|9080|v1|reviews.default.svc.cluster.local.
 func (ch *ClusterHandler) Name() string { return ch.name }
@@ -52,9 +116,67 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 	if err := proxy.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("provisioning reverse_proxy: %v", err)
 	}
-	ch := &ClusterHandler{name: c.Name, upstreams: set, proxy: proxy}
+	addedAt, lease := acquireClusterState(c, set.dials, time.Now())
+	ch := &ClusterHandler{name: c.Name, upstreams: set, proxy: proxy, lease: lease}
 	a.provisioned = append(a.provisioned, ch)
+
+	plan := planEndpoints(c.Locality, a.Mesh, set.dials, set.endpoints)
+	if lease.outlier != nil || plan.priorities != nil || len(plan.excluded) > 0 {
+		pool := &endpointPool{priorities: plan.priorities, outlier: lease.outlier}
+		for _, dial := range set.dials {
+			if !plan.excluded[dial] {
+				pool.dials = append(pool.dials, dial)
+			}
+		}
+		if c.OutlierDetection != nil {
+			pool.minHealthPercent = c.OutlierDetection.MinHealthPercent
+		}
+		set.pool = pool
+	}
+	if proxy.LoadBalancing != nil {
+		if setter, ok := proxy.LoadBalancing.SelectionPolicy.(istiolb.EndpointInfoSetter); ok {
+			setter.SetEndpointInfo(&endpointInfo{weights: plan.weights, addedAt: addedAt})
+		}
+	}
+
+	if err := a.wrapTransport(ctx, ch, c); err != nil {
+		return nil, err
+	}
 	return ch, nil
+}
+
+// wrapTransport applies the cluster's connection pool, outlier detection,
+// tunnel and upstream TLS to the provisioned reverse_proxy's transport.
+func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, c *Cluster) error {
+	ht, isHTTP := ch.proxy.Transport.(*reverseproxy.HTTPTransport)
+	needsHTTP := c.Tunnel != nil || c.TLS != nil ||
+		(c.ConnectionPool != nil && (c.ConnectionPool.MaxRequestsPerConnection > 0 || c.ConnectionPool.MaxConnectionDuration > 0))
+	if needsHTTP && !isHTTP {
+		return fmt.Errorf("tunnel, tls and per-connection limits need the http transport")
+	}
+	http1 := true
+	if isHTTP {
+		http1 = !slices.Contains(ht.Versions, "h2c") && !(ht.TLS != nil && slices.Contains(ht.Versions, "2"))
+	}
+	limits := connLimitsOf(c.ConnectionPool)
+	if isHTTP {
+		if err := wrapDial(ht, c.Tunnel, limits); err != nil {
+			return err
+		}
+		if err := a.configureUpstreamTLS(ctx, ht, c); err != nil {
+			return fmt.Errorf("tls: %v", err)
+		}
+	}
+	// a cluster without limits or outlier detection keeps the plain
+	// transport, which costs nothing per request
+	if c.ConnectionPool == nil && ch.lease.outlier == nil && c.RetryBudget == nil {
+		return nil
+	}
+	t := newClusterTransport(ch.proxy.Transport, c, http1, ch.lease.outlier, limits)
+	ch.transport = t
+	ch.proxy.Transport = t
+	ch.retryCap = retryCapOf(c, t)
+	return nil
 }
 
 // decodeProxy decodes a cluster's reverse_proxy configuration strictly. The

@@ -104,6 +104,8 @@ func (a *App) Cleanup() error {
 		if err := ch.proxy.Cleanup(); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("cluster %q: cleanup: %v", ch.name, err)
 		}
+		ch.lease.release()
+		ch.lease = nil
 	}
 	a.provisioned = nil
 	return firstErr

@@ -159,6 +159,7 @@ func (reg *registry) endpointSet(svc *Service, port *ServicePort, subsetLabels m
 		}
 		if dial, ok := dialAddress(ep, port); ok {
 			set.dials = append(set.dials, dial)
+			set.endpoints = append(set.endpoints, ep)
 		}
 	}
 	return set

@@ -26,9 +26,16 @@ type endpointSet struct {
 	// dials are the endpoints' network addresses, in registry order.
 	dials []string
 
+	// endpoints are the workloads behind dials, in the same order.
+	endpoints []*Workload
+
 	// originalDestinationPort, when set, means the service has no endpoints
 	// and forwards to the host the client asked for, on this port.
 	originalDestinationPort string
+
+	// pool, when set, narrows the endpoints offered to a request: outlier
+	// ejections and locality (see endpointPool). Nil: all dials.
+	pool *endpointPool
 }
 
 // GetUpstreams returns new Upstream values on every call (the handler
@@ -45,10 +52,14 @@ func (s *endpointSet) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 		}
 		return []*reverseproxy.Upstream{{Dial: net.JoinHostPort(host, s.originalDestinationPort)}}, nil
 	}
-	if len(s.dials) == 0 {
+	dials := s.dials
+	if s.pool != nil {
+		dials = s.pool.available()
+	}
+	if len(dials) == 0 {
 		return nil, nil
 	}
-	return freshUpstreams(hints.untried(s.dials)), nil
+	return freshUpstreams(hints.untried(dials)), nil
 }
 
 // freshUpstreams returns new Upstream values for dials. A small set, the

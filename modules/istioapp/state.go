@@ -1,0 +1,96 @@
+package istioapp
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// clusterStates keeps what a cluster learns at runtime across config
+// reloads, which rebuild the app: when endpoints joined (for slow start)
+// and outlier detection state. Entries are counted by the provisioned
+// configurations that use them and dropped with the last one.
+var clusterStates = struct {
+	sync.Mutex
+	byName map[string]*clusterState
+}{byName: make(map[string]*clusterState)}
+
+// clusterState is the runtime state of the clusters of one name.
+type clusterState struct {
+	users int
+
+	// addedAt is when each endpoint (dial) was first seen in the cluster.
+	addedAt map[string]time.Time
+
+	// outlierKey is the JSON of the OutlierDetection settings outlier
+	// was made for: changed settings start afresh.
+	outlierKey string
+	outlier    *outlierDetector
+}
+
+// stateLease is one configuration's use of a clusterState.
+type stateLease struct {
+	name    string
+	outlier *outlierDetector
+}
+
+// acquireClusterState registers a use of the state of cluster c with the
+// endpoints dials. It returns when each endpoint joined, and the outlier
+// detector (nil when c has no outlier detection), whose sweep runs until
+// the lease is released.
+func acquireClusterState(c *Cluster, dials []string, now time.Time) (addedAt map[string]time.Time, lease *stateLease) {
+	clusterStates.Lock()
+	defer clusterStates.Unlock()
+	st := clusterStates.byName[c.Name]
+	if st == nil {
+		st = &clusterState{addedAt: map[string]time.Time{}}
+		clusterStates.byName[c.Name] = st
+	}
+	st.users++
+
+	addedAt = make(map[string]time.Time, len(dials))
+	for _, dial := range dials {
+		if t, ok := st.addedAt[dial]; ok {
+			addedAt[dial] = t
+		} else {
+			addedAt[dial] = now
+		}
+	}
+	// endpoints gone from the newest configuration are forgotten
+	st.addedAt = addedAt
+
+	lease = &stateLease{name: c.Name}
+	if c.OutlierDetection != nil {
+		keyJSON, _ := json.Marshal(c.OutlierDetection)
+		key := string(keyJSON)
+		if st.outlier == nil || st.outlierKey != key {
+			st.outlier = newOutlierDetector(*c.OutlierDetection, dials)
+			st.outlierKey = key
+		} else {
+			st.outlier.setHosts(dials)
+		}
+		lease.outlier = st.outlier
+		lease.outlier.acquire()
+	}
+	return addedAt, lease
+}
+
+// release ends the lease; the last user of a state drops it.
+func (l *stateLease) release() {
+	if l == nil {
+		return
+	}
+	if l.outlier != nil {
+		l.outlier.release()
+	}
+	clusterStates.Lock()
+	defer clusterStates.Unlock()
+	st := clusterStates.byName[l.name]
+	if st == nil {
+		return
+	}
+	st.users--
+	if st.users <= 0 {
+		delete(clusterStates.byName, l.name)
+	}
+}

@@ -1,0 +1,403 @@
+package istioapp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// overflowBody is Envoy's local reply to a request over a circuit breaker.
+const overflowBody = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+
+// clusterTransport wraps the transport of a cluster's reverse_proxy: it
+// enforces the cluster's circuit breakers (ConnectionPool) and tells the
+// outlier detector the outcome of every attempt.
+type clusterTransport struct {
+	next http.RoundTripper
+
+	// maxRequests caps the active requests; 0: no cap.
+	maxRequests int64
+	// connSlots holds one token per HTTP/1 connection in use, so its
+	// capacity is MaxConnections; nil: no cap (or HTTP/2, which
+	// multiplexes requests on its connections).
+	connSlots chan struct{}
+	// maxPending caps the requests waiting for a connection slot; 0: no
+	// cap.
+	maxPending int64
+
+	// active counts the requests in flight (also for the retry budget),
+	// pending those waiting for a connection slot.
+	active  atomic.Int64
+	pending atomic.Int64
+
+	// perConnection, when set, limits the life of each connection.
+	perConnection *connLimits
+
+	outlier *outlierDetector
+}
+
+// connLimits are the per-connection limits of a cluster.
+type connLimits struct {
+	maxRequests uint32
+	maxDuration time.Duration
+}
+
+// newClusterTransport wraps next for cluster c. http1 tells whether the
+// upstream connections carry one request at a time.
+func newClusterTransport(next http.RoundTripper, c *Cluster, http1 bool, outlier *outlierDetector, limits *connLimits) *clusterTransport {
+	t := &clusterTransport{next: next, outlier: outlier, perConnection: limits}
+	if cp := c.ConnectionPool; cp != nil {
+		t.maxRequests = int64(cp.MaxRequests)
+		if http1 && cp.MaxConnections > 0 {
+			t.connSlots = make(chan struct{}, cp.MaxConnections)
+			t.maxPending = int64(cp.MaxPendingRequests)
+		}
+	}
+	return t
+}
+
+// connLimitsOf returns the per-connection limits of cp, nil for none.
+func connLimitsOf(cp *ConnectionPool) *connLimits {
+	if cp == nil || (cp.MaxRequestsPerConnection == 0 && cp.MaxConnectionDuration <= 0) {
+		return nil
+	}
+	return &connLimits{
+		maxRequests: cp.MaxRequestsPerConnection,
+		maxDuration: time.Duration(cp.MaxConnectionDuration),
+	}
+}
+
+// RoundTrip sends req to the endpoint reverse_proxy chose, within the
+// cluster's limits. A request over a limit gets Envoy's overflow 503
+// without reaching an endpoint.
+func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if n := t.active.Add(1); t.maxRequests > 0 && n > t.maxRequests {
+		t.active.Add(-1)
+		return overflowResponse(req), nil
+	}
+	release := func() { t.active.Add(-1) }
+
+	if t.connSlots != nil {
+		select {
+		case t.connSlots <- struct{}{}:
+		default:
+			if n := t.pending.Add(1); t.maxPending > 0 && n > t.maxPending {
+				t.pending.Add(-1)
+				release()
+				return overflowResponse(req), nil
+			}
+			select {
+			case t.connSlots <- struct{}{}:
+				t.pending.Add(-1)
+			case <-req.Context().Done():
+				t.pending.Add(-1)
+				release()
+				return nil, req.Context().Err()
+			}
+		}
+		release = func() {
+			<-t.connSlots
+			t.active.Add(-1)
+		}
+	}
+
+	var tracked *trackedConn
+	if t.perConnection != nil {
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if tracked != nil {
+					// the transport retried on another connection
+					tracked.done()
+				}
+				tracked = t.perConnection.use(req, info.Conn)
+			},
+		}))
+	}
+
+	resp, err := t.next.RoundTrip(req)
+	if t.outlier != nil {
+		t.recordOutcome(req, resp, err)
+	}
+	if err != nil {
+		if tracked != nil {
+			tracked.done()
+		}
+		release()
+		return nil, err
+	}
+	resp.Body = newReleasingBody(resp.Body, func() {
+		if tracked != nil {
+			tracked.done()
+		}
+		release()
+	})
+	return resp, nil
+}
+
+// recordOutcome tells the outlier detector how the attempt at the endpoint
+// went. A request the client (or the route) cancelled says nothing about
+// the endpoint.
+func (t *clusterTransport) recordOutcome(req *http.Request, resp *http.Response, err error) {
+	di, ok := reverseproxy.GetDialInfo(req.Context())
+	if !ok || di.Upstream == nil {
+		return
+	}
+	if err == nil {
+		t.outlier.record(di.Upstream.Dial, resultResponse, resp.StatusCode)
+		return
+	}
+	var dialErr reverseproxy.DialError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &dialErr):
+		t.outlier.record(di.Upstream.Dial, resultConnectFailed, 0)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		t.outlier.record(di.Upstream.Dial, resultTimeout, 0)
+	case errors.Is(err, context.Canceled):
+	default:
+		t.outlier.record(di.Upstream.Dial, resultReset, 0)
+	}
+}
+
+// activeRequests returns the number of requests in flight.
+func (t *clusterTransport) activeRequests() int64 { return t.active.Load() }
+
+// overflowResponse is Envoy's reply to a request over a circuit breaker: a
+// 503 marked x-envoy-overloaded, which the route does not retry and
+// outlier detection does not count.
+func overflowResponse(req *http.Request) *http.Response {
+	return &http.Response{
+		Status:     "503 Service Unavailable",
+		StatusCode: http.StatusServiceUnavailable,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header: http.Header{
+			"Content-Type":       {"text/plain"},
+			"Content-Length":     {strconv.Itoa(len(overflowBody))},
+			"X-Envoy-Overloaded": {"true"},
+		},
+		Body:          io.NopCloser(strings.NewReader(overflowBody)),
+		ContentLength: int64(len(overflowBody)),
+		Request:       req,
+	}
+}
+
+// ProxyProtocolEnabled forwards to the wrapped transport, which
+// reverse_proxy asks at request time.
+func (t *clusterTransport) ProxyProtocolEnabled() bool {
+	ppt, ok := t.next.(reverseproxy.ProxyProtocolTransport)
+	return ok && ppt.ProxyProtocolEnabled()
+}
+
+// RequiresContentLength forwards to the wrapped transport.
+func (t *clusterTransport) RequiresContentLength() bool {
+	clt, ok := t.next.(reverseproxy.ContentLengthRequiredTransport)
+	return ok && clt.RequiresContentLength()
+}
+
+// OverrideHealthCheckScheme forwards to the wrapped transport.
+func (t *clusterTransport) OverrideHealthCheckScheme(base *url.URL, port string) {
+	if o, ok := t.next.(reverseproxy.HealthCheckSchemeOverriderTransport); ok {
+		o.OverrideHealthCheckScheme(base, port)
+	}
+}
+
+// releasingBody calls release once, when the body is closed. It keeps the
+// io.Writer of a switched-protocol (101) body, which reverse_proxy needs.
+type releasingBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
+}
+
+// releasingReadWriteBody is a releasingBody whose body is writable.
+type releasingReadWriteBody struct {
+	*releasingBody
+	w io.Writer
+}
+
+func (b releasingReadWriteBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// newReleasingBody wraps body so that release runs when it is closed.
+func newReleasingBody(body io.ReadCloser, release func()) io.ReadCloser {
+	if body == nil {
+		release()
+		return nil
+	}
+	rb := &releasingBody{ReadCloser: body, release: release}
+	if w, ok := body.(io.ReadWriteCloser); ok {
+		return releasingReadWriteBody{releasingBody: rb, w: w}
+	}
+	return rb
+}
+
+// wrapDial makes the transport's connections go through the cluster's
+// tunnel and carry the per-connection limits. ht.Transport must be built
+// (after Provision).
+func wrapDial(ht *reverseproxy.HTTPTransport, tunnel *Tunnel, limits *connLimits) error {
+	if tunnel == nil && limits == nil {
+		return nil
+	}
+	rt := ht.Transport
+	if rt == nil || rt.DialContext == nil {
+		return fmt.Errorf("transport has no dialer to wrap")
+	}
+	if tunnel != nil && rt.DialTLSContext != nil {
+		return fmt.Errorf("tunnel: not supported with a tls server_name placeholder or proxy_protocol")
+	}
+	if tunnel != nil && (tunnel.TargetHost == "" || tunnel.TargetPort == 0 || tunnel.TargetPort > 65535) {
+		return fmt.Errorf("tunnel: target_host and target_port (1..65535) are required")
+	}
+	dial := rt.DialContext
+	rt.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tunnel != nil {
+			target := net.JoinHostPort(tunnel.TargetHost, strconv.FormatUint(uint64(tunnel.TargetPort), 10))
+			conn, err = connectTunnel(ctx, conn, target)
+			if err != nil {
+				return nil, reverseproxy.NewDialError(err)
+			}
+		}
+		if limits != nil {
+			conn = limits.track(conn)
+		}
+		return conn, nil
+	}
+	return nil
+}
+
+// connectTunnel asks the proxy at the other end of conn for a tunnel to
+// target with HTTP CONNECT, and returns the tunnel; conn is closed when it
+// fails.
+func connectTunnel(ctx context.Context, conn net.Conn, target string) (net.Conn, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	tunnel, err := func() (net.Conn, error) {
+		if _, err := io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil {
+			return nil, err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return nil, fmt.Errorf("tunnel to %s refused: %s", target, resp.Status)
+		}
+		if br.Buffered() > 0 {
+			return &bufferedConn{Conn: conn, r: br}, nil
+		}
+		return conn, nil
+	}()
+	if !stop() || err != nil {
+		_ = conn.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("connect tunnel: %w", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return tunnel, nil
+}
+
+// bufferedConn is a connection whose first bytes were read ahead.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// trackedConn is a connection that counts its requests and ages.
+type trackedConn struct {
+	net.Conn
+	requests atomic.Uint32
+	busy     atomic.Int32
+	expired  atomic.Bool
+	timer    *time.Timer
+}
+
+// track wraps conn to apply the limits.
+func (l *connLimits) track(conn net.Conn) net.Conn {
+	tc := &trackedConn{Conn: conn}
+	if l.maxDuration > 0 {
+		tc.timer = time.AfterFunc(l.maxDuration, func() {
+			tc.expired.Store(true)
+			if tc.busy.Load() == 0 {
+				_ = tc.Conn.Close()
+			}
+		})
+	}
+	return tc
+}
+
+// use notes that req got conn; a connection at its request cap or past
+// its age carries this request as its last one.
+func (l *connLimits) use(req *http.Request, conn net.Conn) *trackedConn {
+	if tlsConn, ok := conn.(*tls.Conn); ok {
+		conn = tlsConn.NetConn()
+	}
+	tc, ok := conn.(*trackedConn)
+	if !ok {
+		return nil
+	}
+	tc.busy.Add(1)
+	n := tc.requests.Add(1)
+	if (l.maxRequests > 0 && n >= l.maxRequests) || tc.expired.Load() {
+		// the transport reads Close after GotConn, in this goroutine
+		req.Close = true
+	}
+	return tc
+}
+
+// done ends a request on the connection; one that outlived its duration
+// closes once idle.
+func (tc *trackedConn) done() {
+	if tc.busy.Add(-1) == 0 && tc.expired.Load() {
+		_ = tc.Conn.Close()
+	}
+}
+
+// Close closes the connection and stops its age timer.
+func (tc *trackedConn) Close() error {
+	if tc.timer != nil {
+		tc.timer.Stop()
+	}
+	return tc.Conn.Close()
+}
+
+// Interface guards
+var (
+	_ http.RoundTripper                                = (*clusterTransport)(nil)
+	_ reverseproxy.ProxyProtocolTransport              = (*clusterTransport)(nil)
+	_ reverseproxy.ContentLengthRequiredTransport      = (*clusterTransport)(nil)
+	_ reverseproxy.HealthCheckSchemeOverriderTransport = (*clusterTransport)(nil)
+	_ io.ReadWriteCloser                               = releasingReadWriteBody{}
+)
