@@ -13,4 +13,6 @@ import (
 	_ "github.com/caddy-istio/caddy-istio/modules/istiofault"
 	// http.handlers.istio_route: VirtualService routing.
 	_ "github.com/caddy-istio/caddy-istio/modules/istioroute"
+	// caddy.listeners.istio_mtls: mesh mTLS (ISTIO_MUTUAL) identities from the pki app.
+	_ "github.com/caddy-istio/caddy-istio/modules/istiomesh"
 )
