@@ -13,6 +13,7 @@ modules=(
 	http.handlers.istio_fault
 	http.reverse_proxy.upstreams.istio
 	http.reverse_proxy.selection_policies.least_request
+	caddy.listeners.istio_mtls
 )
 
 caddy_version=v2.11.9
