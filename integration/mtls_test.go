@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/modules/caddypki"
+	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
+
+	"github.com/caddy-istio/caddy-istio/modules/istiomesh"
+)
+
+// Mesh identities of the ISTIO_MUTUAL test.
+const (
+	productpageID = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
+	reviewsID     = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+	ratingsID     = "spiffe://cluster.local/ns/default/sa/bookinfo-ratings"
+)
+
+// meshStorageConfig is the part of a Caddy JSON config that puts a process
+// in the mesh: file storage at storage (shared by the mesh members, so they
+// share the CA generated there) and the pki app's mesh CA "istio".
+func meshStorageConfig(storage string, extraCAs ...string) map[string]any {
+	ca := map[string]any{"install_trust": false}
+	cas := map[string]any{"istio": ca}
+	for _, id := range extraCAs {
+		cas[id] = ca
+	}
+	return map[string]any{
+		"storage": map[string]any{"module": "file_system", "root": storage},
+		"apps":    map[string]any{"pki": map[string]any{"certificate_authorities": cas}},
+	}
+}
+
+// startCaddyJSON runs `caddy run --config FILE` with a JSON config and
+// waits until addr accepts connections.
+func startCaddyJSON(t *testing.T, name string, config map[string]any, addr string) *process {
+	t.Helper()
+	requireBinaries(t)
+	requireFree(t, addr)
+	dir := t.TempDir()
+	config["admin"] = map[string]any{"disabled": true}
+	raw, err := json.MarshalIndent(config, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcess(t, name, caddyBin, []string{"run", "--config", file}, childEnv(filepath.Join(dir, "home")), nil)
+	t.Cleanup(func() {
+		p.stop()
+		if out := p.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in %s:\n%s", name, tail(out, 16384))
+		}
+	})
+	deadline := time.Now().Add(startTimeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return p
+		}
+		if p.exited() {
+			t.Fatalf("%s exited before listening on %s:\n%s", name, addr, tail(p.output.String(), 4096))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen on %s within %v", name, addr, startTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMTLSIstioMutual: a Caddy process (the reviews workload) serves mesh
+// mTLS with the istio_mtls listener wrapper; a mesh client (productpage,
+// here the test process with the same storage, so the same CA) reaches it
+// with ISTIO_MUTUAL. Strangers are refused at the handshake, and the
+// client refuses a server whose identity it does not expect.
+func TestMTLSIstioMutual(t *testing.T) {
+	storage := t.TempDir()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+
+	// B: reviews, behind istio_mtls, answering with the client's identity.
+	b := meshStorageConfig(storage)
+	b["apps"].(map[string]any)["http"] = map[string]any{"servers": map[string]any{
+		"reviews": map[string]any{
+			"listen": []string{addr},
+			"listener_wrappers": []any{map[string]any{
+				"wrapper":  "istio_mtls",
+				"identity": reviewsID,
+			}},
+			"automatic_https": map[string]any{"disable": true},
+			"routes": []any{map[string]any{"handle": []any{map[string]any{
+				"handler": "static_response",
+				"headers": map[string]any{"X-Peer-Identity": []string{"{http.request.tls.client.san.uris.0}"}},
+				"body":    "reviews saw {http.request.tls.client.san.uris.0} over {http.request.proto}",
+			}}}},
+		},
+	}}
+	startCaddyJSON(t, "caddy-reviews", b, addr)
+
+	// A: productpage, in this process, after B has created the CA in the
+	// shared storage; "other" is a CA that B does not trust.
+	a := meshStorageConfig(storage, "other")
+	a["admin"] = map[string]any{"disabled": true}
+	a["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}}
+	raw, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatalf("loading the client's caddy config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	ctx := caddy.ActiveContext()
+	productpage, err := istiomesh.NewIdentity(ctx, "istio", productpageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := istiomesh.NewIdentity(ctx, "other", productpageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	url := "https://" + addr + "/"
+	t.Run("mesh client with the expected server identity", func(t *testing.T) {
+		for _, h2 := range []bool{false, true} {
+			resp, body, err := mtlsGet(t, url, productpage, []string{ratingsID, reviewsID}, h2)
+			if err != nil {
+				t.Fatalf("h2=%v: %v", h2, err)
+			}
+			proto := "HTTP/1.1"
+			if h2 {
+				proto = "HTTP/2.0"
+			}
+			want := "reviews saw " + productpageID + " over " + proto
+			if resp.StatusCode != http.StatusOK || body != want || resp.Header.Get("X-Peer-Identity") != productpageID {
+				t.Errorf("h2=%v: got %d %q (X-Peer-Identity %q), want 200 %q", h2, resp.StatusCode, body, resp.Header.Get("X-Peer-Identity"), want)
+			}
+		}
+	})
+	t.Run("mesh client with no SANs accepts any identity of the trust domain", func(t *testing.T) {
+		if resp, _, err := mtlsGet(t, url, productpage, nil, true); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("got %v, %v", resp, err)
+		}
+	})
+	t.Run("mesh client expecting another identity refuses the server", func(t *testing.T) {
+		_, body, err := mtlsGet(t, url, productpage, []string{ratingsID}, false)
+		if err == nil || !strings.Contains(err.Error(), "subject alt names") {
+			t.Errorf("got %q, %v; want the client to refuse the server's identity", body, err)
+		}
+	})
+	t.Run("client of another CA is refused", func(t *testing.T) {
+		if _, body, err := mtlsGet(t, url, stranger, nil, false); err == nil {
+			t.Errorf("answered %q", body)
+		}
+	})
+	t.Run("TLS client without a certificate is refused", func(t *testing.T) {
+		transport := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		defer transport.CloseIdleConnections()
+		client := &http.Client{Transport: transport, Timeout: requestTimeout}
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			t.Errorf("answered %d", resp.StatusCode)
+		}
+	})
+	t.Run("plaintext client is refused", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(requestTimeout))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: reviews\r\n\r\n"); err != nil {
+			return
+		}
+		// Go's TLS server answers a plaintext request with a 400 and
+		// closes; the handler never runs.
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusOK || strings.Contains(string(body), "reviews saw") {
+			t.Errorf("plaintext request answered %d %q", resp.StatusCode, body)
+		}
+	})
+}
+
+// mtlsGet sends one GET with ISTIO_MUTUAL as id, expecting one of sans.
+func mtlsGet(t *testing.T, url string, id *istiomesh.Identity, sans []string, h2 bool) (*http.Response, string, error) {
+	t.Helper()
+	cfg := &tls.Config{}
+	istiomesh.ConfigureIstioMutual(cfg, id, istiomesh.IstioMutualSNI(9080, "", "reviews.default.svc.cluster.local"), sans, "")
+	transport := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: h2}
+	if !h2 {
+		transport.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: requestTimeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, string(body), err
+}
