@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -44,7 +45,7 @@ func (t *translator) buildClusters() {
 				Name:    clusterName(port.Number, "", svc.Hostname),
 				Service: svc.Hostname,
 				Port:    port.Number,
-			}, resolvePolicy(drPolicy, nil, port.Number))
+			}, svc, resolvePolicy(drPolicy, nil, port.Number))
 			for _, s := range subsets {
 				t.addCluster(&istioapp.Cluster{
 					Name:    clusterName(port.Number, s.GetName(), svc.Hostname),
@@ -52,7 +53,7 @@ func (t *translator) buildClusters() {
 					Port:    port.Number,
 					Subset:  s.GetName(),
 					Labels:  maps.Clone(s.GetLabels()),
-				}, resolvePolicy(drPolicy, s, port.Number))
+				}, svc, resolvePolicy(drPolicy, s, port.Number))
 			}
 		}
 	}
@@ -66,9 +67,10 @@ func (t *translator) buildClusters() {
 	}
 }
 
-// addCluster adds c, proxied by a reverse_proxy whose load balancing
-// follows policy. The reverse_proxy's other settings keep Caddy's defaults.
-func (t *translator) addCluster(c *istioapp.Cluster, policy *networking.TrafficPolicy) {
+// addCluster adds c, a cluster of svc, proxied by a reverse_proxy and
+// with the Cluster settings that follow the resolved traffic policy (nil:
+// Istio's defaults).
+func (t *translator) addCluster(c *istioapp.Cluster, svc *service, policy *networking.TrafficPolicy) {
 	if t.clusterByName[c.Name] != nil {
 		return // a port number listed twice
 	}
@@ -76,13 +78,55 @@ func (t *translator) addCluster(c *istioapp.Cluster, policy *networking.TrafficP
 	// Envoy forwards Accept-Encoding as the client sent it; Go's transport
 	// would otherwise ask for gzip and decompress behind the client's back.
 	noCompression := false
+	transport := reverseproxy.HTTPTransport{Compression: &noCompression}
+	tlsConfig, upstreamTLS := t.upstreamTLS(policy.GetTls(), svc)
+	transport.TLS = tlsConfig
+	applyConnectionPool(&transport, policy.GetConnectionPool(), tlsConfig != nil)
+	switch pp := policy.GetProxyProtocol(); {
+	case pp == nil:
+	case pp.GetVersion() == networking.TrafficPolicy_ProxyProtocol_V2:
+		transport.ProxyProtocol = "v2"
+	default:
+		transport.ProxyProtocol = "v1"
+	}
 	proxy := reverseproxy.Handler{
-		TransportRaw: caddyconfig.JSONModuleObject(reverseproxy.HTTPTransport{Compression: &noCompression}, "protocol", "http", &w),
+		TransportRaw: caddyconfig.JSONModuleObject(transport, "protocol", "http", &w),
 		LoadBalancing: &reverseproxy.LoadBalancing{
 			SelectionPolicyRaw: selectionPolicy(policy.GetLoadBalancer()),
 		},
 	}
 	c.Proxy = caddyconfig.JSON(proxy, &w)
+	c.ConnectionPool = connectionPoolOf(policy.GetConnectionPool())
+	c.OutlierDetection = outlierDetectionOf(policy.GetOutlierDetection())
+	c.TLS = upstreamTLS
+	c.Locality = localityOf(policy)
+	c.Warmup = clusterWarmup(policy.GetLoadBalancer())
+	if tn := policy.GetTunnel(); tn != nil && (tn.GetProtocol() == "" || strings.EqualFold(tn.GetProtocol(), "CONNECT")) {
+		c.Tunnel = &istioapp.Tunnel{TargetHost: tn.GetTargetHost(), TargetPort: tn.GetTargetPort()}
+	}
+	c.RetryBudget = retryBudgetOf(policy.GetRetryBudget())
 	t.clusters = append(t.clusters, c)
 	t.clusterByName[c.Name] = c
+}
+
+// Envoy's retry budget defaults, which Istio keeps.
+const (
+	defaultRetryBudgetPercent        = 20
+	defaultRetryBudgetMinConcurrency = 3
+)
+
+// retryBudgetOf is the Cluster.RetryBudget of rb with the defaults
+// written, or nil.
+func retryBudgetOf(rb *networking.TrafficPolicy_RetryBudget) *istioapp.RetryBudget {
+	if rb == nil {
+		return nil
+	}
+	out := &istioapp.RetryBudget{Percent: defaultRetryBudgetPercent, MinRetryConcurrency: defaultRetryBudgetMinConcurrency}
+	if p := rb.GetPercent(); p != nil {
+		out.Percent = p.GetValue()
+	}
+	if n := rb.GetMinRetryConcurrency(); n > 0 {
+		out.MinRetryConcurrency = n
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package istio
 
 import (
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -164,14 +165,14 @@ func portLevelPolicy(tp *networking.TrafficPolicy, port uint32) (policy *network
 }
 
 // checkDestinationRule warns about every field of dr that is not
-// translated, where it is written.
+// translated, or not exactly, where it is written.
 func (t *translator) checkDestinationRule(dr *destinationRule) {
 	obj, spec := dr.obj, dr.spec
 	if spec.GetWorkloadSelector() != nil {
-		t.warn(obj, "spec.workloadSelector", "not implemented yet: the DestinationRule applies to every client")
+		t.warn(obj, "spec.workloadSelector", "not implemented yet: the DestinationRule applies to every client (the clusters are shared by every listener of this proxy)")
 	}
 	if len(spec.GetExportTo()) > 0 {
-		t.warn(obj, "spec.exportTo", notImplemented+" (every client sees the DestinationRule)")
+		t.warn(obj, "spec.exportTo", notImplemented+" (every client sees the DestinationRule: the clusters are shared by every listener of this proxy)")
 	}
 	t.checkTrafficPolicy(obj, "spec.trafficPolicy", spec.GetTrafficPolicy())
 	for i, s := range spec.GetSubsets() {
@@ -184,14 +185,11 @@ func (t *translator) checkTrafficPolicy(obj *istioyaml.Object, path string, tp *
 		return
 	}
 	t.checkPolicyBlocks(obj, path, tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetTls())
-	if tp.GetTunnel() != nil {
-		t.warn(obj, path+".tunnel", notImplemented)
+	if tn := tp.GetTunnel(); tn != nil && tn.GetProtocol() != "" && !strings.EqualFold(tn.GetProtocol(), "CONNECT") {
+		t.warn(obj, path+".tunnel.protocol", fmt.Sprintf("not supported: only CONNECT tunnels are; the tunnel is not used (protocol %s)", tn.GetProtocol()))
 	}
-	if tp.GetProxyProtocol() != nil {
-		t.warn(obj, path+".proxyProtocol", notImplemented)
-	}
-	if tp.GetRetryBudget() != nil {
-		t.warn(obj, path+".retryBudget", notImplemented)
+	if tp.GetRetryBudget().GetBudgetInterval() != nil {
+		t.warn(obj, path+".retryBudget.budgetInterval", "not supported: the budget counts the retries and requests in progress, as Envoy's retry budget")
 	}
 	for i, pl := range tp.GetPortLevelSettings() {
 		t.checkPolicyBlocks(obj, fmt.Sprintf("%s.portLevelSettings[%d]", path, i), pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetTls())
@@ -200,13 +198,7 @@ func (t *translator) checkTrafficPolicy(obj *istioyaml.Object, path string, tp *
 
 func (t *translator) checkPolicyBlocks(obj *istioyaml.Object, path string, lb *networking.LoadBalancerSettings, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection, tls *networking.ClientTLSSettings) {
 	t.checkLoadBalancer(obj, path+".loadBalancer", lb)
-	if cp != nil {
-		t.warn(obj, path+".connectionPool", notImplemented)
-	}
-	if od != nil {
-		t.warn(obj, path+".outlierDetection", notImplemented)
-	}
-	if tls != nil {
-		t.warn(obj, path+".tls", fmt.Sprintf("%s: connections to the upstream are plaintext (mode %s)", notImplemented, tls.GetMode()))
-	}
+	t.checkConnectionPool(obj, path+".connectionPool", cp)
+	t.checkOutlierDetection(obj, path+".outlierDetection", od)
+	t.checkTLS(obj, path+".tls", tls)
 }

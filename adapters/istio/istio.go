@@ -127,6 +127,7 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 	}
 	t := newTranslator(objs, opts)
 	t.buildRegistry()
+	t.mesh = t.buildMesh()
 	t.buildClusters()
 	servers := t.buildServers()
 
@@ -136,6 +137,7 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 			Services:  t.registryServices(),
 			Workloads: t.workloads,
 			Clusters:  t.clusters,
+			Mesh:      t.mesh,
 		}, &cw),
 	}
 	if len(servers) > 0 {
@@ -155,6 +157,7 @@ type appConfig struct {
 	Services  []*istioapp.Service  `json:"services,omitempty"`
 	Workloads []*istioapp.Workload `json:"workloads,omitempty"`
 	Clusters  []*istioapp.Cluster  `json:"clusters,omitempty"`
+	Mesh      *istioapp.Mesh       `json:"mesh,omitempty"`
 }
 
 // sortProblems puts problems in document order: by file, document and

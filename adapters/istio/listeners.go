@@ -105,6 +105,9 @@ type gatewayListener struct {
 	listen  string
 	port    uint32
 	servers []gatewayServer
+	// istioMutual: the servers terminate the mesh's mTLS (tls.mode
+	// ISTIO_MUTUAL).
+	istioMutual bool
 }
 
 type gatewayServer struct {
@@ -129,7 +132,11 @@ func (t *translator) buildServers() map[string]*caddyhttp.Server {
 		served = append(served, l)
 	}
 	for _, l := range t.gatewayListeners(served) {
-		servers[l.name] = newServer(l.listen, t.gatewayVirtualHosts(l))
+		srv := newServer(l.listen, t.gatewayVirtualHosts(l))
+		if l.istioMutual {
+			srv.ListenerWrappersRaw = []json.RawMessage{t.istioMTLSWrapper()}
+		}
+		servers[l.name] = srv
 	}
 	return servers
 }
@@ -246,13 +253,17 @@ func (t *translator) gatewayListeners(mesh []*meshListener) []*gatewayListener {
 		for i, s := range gw.spec.GetServers() {
 			path := fmt.Sprintf("spec.servers[%d]", i)
 			proto := strings.ToUpper(s.GetPort().GetProtocol())
-			switch proto {
-			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+			// An HTTPS server with ISTIO_MUTUAL terminates the mesh's mTLS
+			// (the istio_mtls listener wrapper); other TLS modes are not
+			// served yet.
+			istioMutual := proto == "HTTPS" && s.GetTls().GetMode() == networking.ServerTLSSettings_ISTIO_MUTUAL
+			switch {
+			case proto == "HTTP", proto == "HTTP2", proto == "GRPC", proto == "GRPC-WEB", istioMutual:
 			default:
 				t.warn(gw.obj, path+".port.protocol", fmt.Sprintf("not implemented yet: this server is not served (protocol %s)", proto))
 				continue
 			}
-			if tls := s.GetTls(); tls != nil {
+			if tls := s.GetTls(); tls != nil && !istioMutual {
 				field := path + ".tls"
 				if tls.GetHttpsRedirect() {
 					field += ".httpsRedirect"
@@ -275,9 +286,12 @@ func (t *translator) gatewayListeners(mesh []*meshListener) []*gatewayListener {
 				if b := s.GetBind(); b != "" {
 					name = "gateway-" + strings.TrimPrefix(b, "unix://") + "-" + strconv.FormatUint(uint64(port), 10)
 				}
-				l = &gatewayListener{name: name, listen: listen, port: port}
+				l = &gatewayListener{name: name, listen: listen, port: port, istioMutual: istioMutual}
 				byListen[listen] = l
 				out = append(out, l)
+			} else if l.istioMutual != istioMutual {
+				t.warn(gw.obj, path+".tls.mode", "not served: servers on this port with and without ISTIO_MUTUAL cannot share one listener")
+				continue
 			}
 			l.servers = append(l.servers, gatewayServer{gw: gw, index: i, server: s})
 		}

@@ -7,6 +7,8 @@ import (
 	"github.com/golang/protobuf/jsonpb"
 	networking "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
+
+	_ "github.com/caddy-istio/caddy-istio/modules/istiolb" // the selection policies, for TestValidate
 )
 
 // destinationRuleYAML decodes a DestinationRule spec written in YAML.
@@ -80,7 +82,7 @@ subsets:
 		check      func(t *testing.T, tp *networking.TrafficPolicy)
 	}{
 		{
-			name: "DR level", port: 80, wantPolicy: "round_robin",
+			name: "DR level", port: 80, wantPolicy: "istio_round_robin",
 			check: func(t *testing.T, tp *networking.TrafficPolicy) {
 				if tp.GetConnectionPool() == nil || tp.GetTunnel() == nil {
 					t.Errorf("DR-level blocks lost: %v", tp)
@@ -88,19 +90,19 @@ subsets:
 			},
 		},
 		{
-			name: "DR port level replaces the DR level", port: 8080, wantPolicy: "random",
+			name: "DR port level replaces the DR level", port: 8080, wantPolicy: "istio_random",
 			check: func(t *testing.T, tp *networking.TrafficPolicy) {
 				if tp.GetConnectionPool() != nil || tp.GetTunnel() != nil {
 					t.Errorf("port-level policy inherited DR-level blocks: %v", tp)
 				}
 			},
 		},
-		{name: "subset without policy inherits", subset: "plain", port: 80, wantPolicy: "round_robin"},
-		{name: "subset without policy inherits the port level", subset: "plain", port: 8080, wantPolicy: "random"},
-		{name: "subset block replaces", subset: "lb", port: 80, wantPolicy: "header"},
-		{name: "subset block replaces the port level too", subset: "lb", port: 8080, wantPolicy: "header"},
+		{name: "subset without policy inherits", subset: "plain", port: 80, wantPolicy: "istio_round_robin"},
+		{name: "subset without policy inherits the port level", subset: "plain", port: 8080, wantPolicy: "istio_random"},
+		{name: "subset block replaces", subset: "lb", port: 80, wantPolicy: "ring_hash"},
+		{name: "subset block replaces the port level too", subset: "lb", port: 8080, wantPolicy: "ring_hash"},
 		{
-			name: "subset replaces whole blocks", subset: "pool", port: 80, wantPolicy: "round_robin",
+			name: "subset replaces whole blocks", subset: "pool", port: 80, wantPolicy: "istio_round_robin",
 			check: func(t *testing.T, tp *networking.TrafficPolicy) {
 				if tp.GetConnectionPool().GetTcp() != nil || tp.GetConnectionPool().GetHttp() == nil {
 					t.Errorf("connectionPool merged instead of replaced: %v", tp.GetConnectionPool())
@@ -121,7 +123,7 @@ subsets:
 				}
 			},
 		},
-		{name: "subset policy for other ports", subset: "portlevel", port: 9090, wantPolicy: "header"},
+		{name: "subset policy for other ports", subset: "portlevel", port: 9090, wantPolicy: "ring_hash"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s *networking.Subset
@@ -143,7 +145,7 @@ subsets:
 	if tp := resolvePolicy(nil, nil, 80); tp != nil {
 		t.Errorf("no DestinationRule: got %v, want nil", tp)
 	}
-	if tp := resolvePolicy(nil, subset("lb"), 80); policyName(t, tp) != "header" {
+	if tp := resolvePolicy(nil, subset("lb"), 80); policyName(t, tp) != "ring_hash" {
 		t.Errorf("subset policy without DR policy: got %v", tp)
 	}
 }
@@ -158,13 +160,23 @@ func TestSelectionPolicy(t *testing.T) {
 		{`simple: LEAST_REQUEST`, `{"policy":"least_request"}`},
 		{`simple: PASSTHROUGH`, `{"policy":"least_request"}`},
 		{`simple: LEAST_CONN`, `{"policy":"least_request"}`},
-		{`simple: ROUND_ROBIN`, `{"policy":"round_robin"}`},
-		{`simple: RANDOM`, `{"policy":"random"}`},
-		{`consistentHash: {httpHeaderName: x-user}`, `{"field":"x-user","policy":"header"}`},
-		{`consistentHash: {httpQueryParameterName: u}`, `{"key":"u","policy":"query"}`},
-		{`consistentHash: {useSourceIp: true}`, `{"policy":"client_ip_hash"}`},
-		{`consistentHash: {httpCookie: {name: s, ttl: 10s}}`, `{"max_age":10000000000,"name":"s","policy":"cookie"}`},
-		{`consistentHash: {httpCookie: {name: s}}`, `{"name":"s","policy":"cookie"}`},
+		{`simple: ROUND_ROBIN`, `{"policy":"istio_round_robin"}`},
+		{`simple: RANDOM`, `{"policy":"istio_random"}`},
+		{`consistentHash: {httpHeaderName: x-user}`, `{"header":"x-user","policy":"ring_hash"}`},
+		{`consistentHash: {httpQueryParameterName: u}`, `{"policy":"ring_hash","query_parameter":"u"}`},
+		{`consistentHash: {useSourceIp: true}`, `{"policy":"ring_hash","source_ip":true}`},
+		{`consistentHash: {useSourceIp: false}`, `{"policy":"istio_random"}`},
+		{`consistentHash: {httpCookie: {name: s, ttl: 10s}}`, `{"cookie":{"name":"s","ttl":"10s"},"policy":"ring_hash"}`},
+		{`consistentHash: {httpCookie: {name: s, path: /a, ttl: 0s}}`, `{"cookie":{"name":"s","path":"/a","ttl":"0s"},"policy":"ring_hash"}`},
+		{`consistentHash: {httpCookie: {name: s}}`, `{"cookie":{"name":"s"},"policy":"ring_hash"}`},
+		{`consistentHash: {httpHeaderName: x, minimumRingSize: 2048}`, `{"header":"x","minimum_ring_size":2048,"policy":"ring_hash"}`},
+		{`consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 4096}}`, `{"header":"x","minimum_ring_size":4096,"policy":"ring_hash"}`},
+		{`consistentHash: {httpHeaderName: x, maglev: {tableSize: 65537}}`, `{"header":"x","policy":"maglev","table_size":65537}`},
+		{`consistentHash: {httpHeaderName: x, maglev: {}}`, `{"header":"x","policy":"maglev"}`},
+		{`simple: ROUND_ROBIN, warmup: {duration: 30s}`, `{"policy":"istio_round_robin","warmup":{"duration":30000000000,"minimum_percent":10,"aggression":1}}`},
+		{`warmup: {duration: 1m, minimumPercent: 25, aggression: 2}`, `{"policy":"least_request","warmup":{"duration":60000000000,"minimum_percent":25,"aggression":2}}`},
+		{`simple: LEAST_REQUEST, warmupDurationSecs: 10s`, `{"policy":"least_request","warmup":{"duration":10000000000,"minimum_percent":10,"aggression":1}}`},
+		{`simple: RANDOM, warmupDurationSecs: 10s`, `{"policy":"istio_random"}`},
 	} {
 		var lb *networking.LoadBalancerSettings
 		if tc.lb != "" {

@@ -175,9 +175,8 @@ func (t *translator) addServiceEntry(obj *istioyaml.Object) {
 	if len(se.GetExportTo()) > 0 {
 		t.warn(obj, "spec.exportTo", notImplemented+" (every client sees the service)")
 	}
-	if len(se.GetSubjectAltNames()) > 0 {
-		t.warn(obj, "spec.subjectAltNames", notImplemented)
-	}
+	// spec.subjectAltNames are the identities checked by ISTIO_MUTUAL
+	// clusters of these hosts (serviceIdentities).
 	for i, host := range se.GetHosts() {
 		svc := &istioapp.Service{
 			Hostname:   host,

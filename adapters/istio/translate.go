@@ -27,6 +27,9 @@ type translator struct {
 	serviceByHost map[string]*service
 	workloads     []*istioapp.Workload
 
+	// mesh is this proxy's mesh identity and locality (see buildMesh).
+	mesh *istioapp.Mesh
+
 	// Clusters in creation order, indexed by name.
 	clusters      []*istioapp.Cluster
 	clusterByName map[string]*istioapp.Cluster

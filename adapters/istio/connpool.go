@@ -1,0 +1,119 @@
+package istio
+
+import (
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
+	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+)
+
+// Istio's connection defaults, written explicitly because Caddy's differ
+// (dial 3s, idle 2m).
+const (
+	defaultConnectTimeout = 10 * time.Second // MeshConfig.connectTimeout
+	defaultIdleTimeout    = time.Hour        // Envoy's HTTP idle_timeout
+)
+
+// noIdleTimeout is the keep_alive idle_timeout that keeps idle connections
+// forever (Istio's idleTimeout "0s"): Caddy replaces 0 by its default,
+// and Go's transport treats a negative timeout as none.
+const noIdleTimeout = caddy.Duration(-1)
+
+// applyConnectionPool sets the transport settings of cp that Caddy's
+// HTTPTransport has (dial_timeout, keep_alive, max_conns_per_host,
+// versions), with Istio's defaults when cp leaves them unset. tls tells
+// whether the transport speaks TLS, for the HTTP/2 upgrade.
+func applyConnectionPool(tr *reverseproxy.HTTPTransport, cp *networking.ConnectionPoolSettings, tls bool) {
+	tcp, http := cp.GetTcp(), cp.GetHttp()
+
+	tr.DialTimeout = caddy.Duration(defaultConnectTimeout)
+	if d := tcp.GetConnectTimeout(); d != nil && d.AsDuration() > 0 {
+		tr.DialTimeout = caddy.Duration(d.AsDuration())
+	}
+	if n := tcp.GetMaxConnections(); n > 0 {
+		tr.MaxConnsPerHost = int(n)
+	}
+
+	ka := &reverseproxy.KeepAlive{IdleConnTimeout: caddy.Duration(defaultIdleTimeout)}
+	// Envoy's HTTP connection pool uses the http idle timeout; the tcp one
+	// stands in when only it is set.
+	idle := http.GetIdleTimeout()
+	if idle == nil {
+		idle = tcp.GetIdleTimeout()
+	}
+	if idle != nil {
+		ka.IdleConnTimeout = caddy.Duration(idle.AsDuration())
+		if idle.AsDuration() <= 0 {
+			ka.IdleConnTimeout = noIdleTimeout
+		}
+	}
+	if i := tcp.GetTcpKeepalive().GetInterval(); i != nil && i.AsDuration() > 0 {
+		ka.ProbeInterval = caddy.Duration(i.AsDuration())
+	}
+	if http.GetMaxRequestsPerConnection() == 1 {
+		disabled := false
+		ka.Enabled = &disabled
+	}
+	tr.KeepAlive = ka
+
+	switch {
+	case http.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && tls:
+		tr.Versions = []string{"2"}
+	case http.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE:
+		tr.Versions = []string{"h2c", "2"}
+	case tls:
+		// Envoy speaks HTTP/1.1 to an HTTP/1.1 port unless told to
+		// upgrade; Go's transport would negotiate h2 by ALPN.
+		tr.Versions = []string{"1.1"}
+	}
+}
+
+// connectionPoolOf is the Cluster.ConnectionPool of cp: the circuit
+// breaker limits and per-connection limits, nil when none is set (Istio
+// treats 0 and negative values as unset).
+func connectionPoolOf(cp *networking.ConnectionPoolSettings) *istioapp.ConnectionPool {
+	tcp, http := cp.GetTcp(), cp.GetHttp()
+	positive := func(n int32) uint32 { return uint32(max(n, 0)) }
+	out := &istioapp.ConnectionPool{
+		MaxConnections:           positive(tcp.GetMaxConnections()),
+		MaxPendingRequests:       positive(http.GetHttp1MaxPendingRequests()),
+		MaxRequests:              positive(http.GetHttp2MaxRequests()),
+		MaxRetries:               positive(http.GetMaxRetries()),
+		MaxRequestsPerConnection: positive(http.GetMaxRequestsPerConnection()),
+	}
+	if d := tcp.GetMaxConnectionDuration(); d != nil && d.AsDuration() > 0 {
+		out.MaxConnectionDuration = caddy.Duration(d.AsDuration())
+	}
+	if *out == (istioapp.ConnectionPool{}) {
+		return nil
+	}
+	return out
+}
+
+// checkConnectionPool warns about the connection pool settings Caddy's
+// transport cannot apply.
+func (t *translator) checkConnectionPool(obj *istioyaml.Object, path string, cp *networking.ConnectionPoolSettings) {
+	if ka := cp.GetTcp().GetTcpKeepalive(); ka != nil {
+		if ka.GetTime() != nil {
+			t.warn(obj, path+".tcp.tcpKeepalive.time", "not supported: Caddy sets only the probe interval; the idle time before the first probe is the OS default")
+		}
+		if ka.GetProbes() != 0 {
+			t.warn(obj, path+".tcp.tcpKeepalive.probes", "not supported: Caddy sets only the probe interval; the probe count is the OS default")
+		}
+	}
+	http := cp.GetHttp()
+	if http.GetUseClientProtocol() {
+		t.warn(obj, path+".http.useClientProtocol", "not supported: Caddy's transport picks the upstream protocol itself (HTTP/1.1, or HTTP/2 with h2UpgradePolicy UPGRADE)")
+	}
+	if http.GetMaxConcurrentStreams() > 0 {
+		t.warn(obj, path+".http.maxConcurrentStreams", "not supported: Caddy's transport has no HTTP/2 stream limit per connection (the server's SETTINGS apply)")
+	}
+	if http.GetHttp2KeepAlive() != nil {
+		t.warn(obj, path+".http.http2KeepAlive", "not supported: Caddy's transport sends no HTTP/2 keepalive PINGs")
+	}
+}
