@@ -114,7 +114,8 @@ func TestMTLSIstioMutual(t *testing.T) {
 	// A: productpage, in this process, after B has created the CA in the
 	// shared storage; "other" is a CA that B does not trust.
 	a := meshStorageConfig(storage, "other")
-	a["admin"] = map[string]any{"disabled": true}
+	// No autosave of the config into the user's config directory.
+	a["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
 	a["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}}
 	raw, err := json.Marshal(a)
 	if err != nil {

@@ -31,7 +31,8 @@ func loadCaddy(t *testing.T, servers map[string]any) caddy.Context {
 	noTrust := false
 	ca := map[string]any{"install_trust": noTrust}
 	config := map[string]any{
-		"admin":   map[string]any{"disabled": true},
+		// No autosave of the config into the user's config directory.
+		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
 		"storage": map[string]any{"module": "file_system", "root": t.TempDir()},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
 		"apps": map[string]any{

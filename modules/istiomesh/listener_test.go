@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/standard"
 )
 
 // meshServer is an http server whose listener terminates mesh mTLS as
@@ -179,5 +183,51 @@ func TestMTLSListenerWrapperCaddyfile(t *testing.T) {
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%q: got %+v, want %+v", tc.input, got, tc.want)
 		}
+	}
+}
+
+// TestMTLSListenerWrapperFromCaddyfile: the user's path, a Caddyfile with the
+// mesh CA in the pki global option and the wrapper in the servers option.
+func TestMTLSListenerWrapperFromCaddyfile(t *testing.T) {
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	input := `{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system ` + t.TempDir() + `
+	pki {
+		ca istio {
+			name "Istio mesh"
+		}
+	}
+	servers {
+		listener_wrappers {
+			istio_mtls {
+				identity ` + serverID + `
+			}
+		}
+	}
+}
+http://:` + port + ` {
+	bind 127.0.0.1
+	respond "{http.request.tls.client.san.uris.0} {http.request.proto}"
+}
+`
+	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v", err)
+	}
+	if len(warnings) > 0 {
+		t.Logf("warnings: %v", warnings)
+	}
+	if err := caddy.Load(adapted, true); err != nil {
+		t.Fatalf("loading %s: %v", adapted, err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	client := newIdentity(t, caddy.ActiveContext(), "", clientID)
+	body, err := getBody(meshClient(t, client, true), "https://"+addr+"/")
+	if err != nil || body != clientID+" HTTP/2.0" {
+		t.Errorf("got %q, %v; want %q\nconfig: %s", body, err, clientID+" HTTP/2.0", adapted)
 	}
 }
