@@ -279,9 +279,10 @@ func TestHashCookieGeneration(t *testing.T) {
 		cookie     HashCookie
 		wantSuffix string // of the Set-Cookie after the value; empty: no cookie
 	}{
-		{name: "ttl and path", cookie: HashCookie{Name: "user", Path: "/", TTL: ttl(10 * time.Second)}, wantSuffix: "; Path=/; Max-Age=10; HttpOnly"},
-		{name: "session cookie", cookie: HashCookie{Name: "user", TTL: ttl(0)}, wantSuffix: "; HttpOnly"},
-		{name: "subsecond ttl", cookie: HashCookie{Name: "user", Path: "/a", TTL: ttl(1500 * time.Millisecond)}, wantSuffix: "; Path=/a; Max-Age=1; HttpOnly"},
+		{name: "ttl and path", cookie: HashCookie{Name: "user", Path: "/", TTL: ttl(10 * time.Second)}, wantSuffix: `"; Max-Age=10; Path=/; HttpOnly`},
+		{name: "session cookie", cookie: HashCookie{Name: "user", TTL: ttl(0)}, wantSuffix: `"; HttpOnly`},
+		{name: "subsecond ttl", cookie: HashCookie{Name: "user", Path: "/a", TTL: ttl(1500 * time.Millisecond)}, wantSuffix: `"; Max-Age=1; Path=/a; HttpOnly`},
+		{name: "attributes", cookie: HashCookie{Name: "user", TTL: ttl(time.Hour), Attributes: []CookieAttribute{{Name: "SameSite", Value: "Strict"}, {Name: "Secure"}}}, wantSuffix: `"; Max-Age=3600; SameSite=Strict; Secure; HttpOnly`},
 		{name: "no ttl", cookie: HashCookie{Name: "user"}},
 	} {
 		for name, s := range hashPolicies(t, HashKey{Cookie: &tc.cookie}) {
@@ -305,13 +306,14 @@ func TestHashCookieGeneration(t *testing.T) {
 					if setCookies = w.Header().Values("Set-Cookie"); len(setCookies) != 1 {
 						t.Fatalf("Set-Cookie %q, want one", setCookies)
 					}
-					value, ok := strings.CutPrefix(setCookies[0], "user=")
+					value, ok := strings.CutPrefix(setCookies[0], `user="`)
 					if !ok || !strings.HasSuffix(value, tc.wantSuffix) {
-						t.Fatalf("Set-Cookie %q, want user=<value>%s", setCookies[0], tc.wantSuffix)
+						t.Fatalf("Set-Cookie %q, want user=\"<value>%s", setCookies[0], tc.wantSuffix)
 					}
 					value = strings.TrimSuffix(value, tc.wantSuffix)
 					next := httptest.NewRequest("GET", "http://example.com/", nil)
-					next.AddCookie(&http.Cookie{Name: "user", Value: value})
+					// Browsers send the value back as set, quoted.
+					next.Header.Set("Cookie", `user="`+value+`"`)
 					w = httptest.NewRecorder()
 					for range 5 {
 						if got := s.Select(poolOf(dials), next, w); got.Dial != first.Dial {
@@ -464,6 +466,32 @@ func TestHashSelectDoesNotAllocate(t *testing.T) {
 			if allocs := testing.AllocsPerRun(100, func() { s.Select(pool, tc.req, nil) }); allocs != 0 {
 				t.Errorf("%s %+v: %v allocations per request", name, tc.key, allocs)
 			}
+		}
+	}
+}
+
+// As in Envoy, a repeated header hashes its values regardless of their
+// order, and an empty cookie counts as missing.
+func TestHashKeyEdgeCases(t *testing.T) {
+	dials := dialsOf(10)
+	for name, s := range hashPolicies(t, HashKey{Header: "X-User"}) {
+		for i := range 50 {
+			a, b := headerRequest(""), headerRequest("")
+			a.Header["X-User"] = []string{fmt.Sprint("x", i), fmt.Sprint("y", i)}
+			b.Header["X-User"] = []string{fmt.Sprint("y", i), fmt.Sprint("x", i)}
+			if ua, ub := s.Select(poolOf(dials), a, nil), s.Select(poolOf(dials), b, nil); ua.Dial != ub.Dial {
+				t.Fatalf("%s: header values in another order went to %s, not %s", name, ub.Dial, ua.Dial)
+			}
+		}
+	}
+	ttl := caddy.Duration(0)
+	for name, s := range hashPolicies(t, HashKey{Cookie: &HashCookie{Name: "user", TTL: &ttl}}) {
+		r := headerRequest("")
+		r.Header.Set("Cookie", "user=")
+		w := httptest.NewRecorder()
+		s.Select(poolOf(dials), r, w)
+		if len(w.Header().Values("Set-Cookie")) != 1 {
+			t.Errorf("%s: an empty cookie did not make a new one", name)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,20 @@ type HashCookie struct {
 	// session cookie (no Max-Age). When unset, a request without the
 	// cookie is balanced at random and no cookie is generated.
 	TTL *caddy.Duration `json:"ttl,omitempty"`
+
+	// Attributes are added to a generated cookie, in order, as
+	// "; <name>=<value>", or "; <name>" when the value is empty (Istio's
+	// httpCookie.attributes, e.g. SameSite=Strict).
+	Attributes []CookieAttribute `json:"attributes,omitempty"`
+}
+
+// CookieAttribute is an attribute of a generated cookie.
+type CookieAttribute struct {
+	// Name of the attribute. Required.
+	Name string `json:"name"`
+
+	// Value of the attribute. Default: none.
+	Value string `json:"value,omitempty"`
 }
 
 // provision prepares the key for the request path.
@@ -78,6 +93,11 @@ func (k *HashKey) validate() error {
 		}
 		if k.Cookie.TTL != nil && *k.Cookie.TTL < 0 {
 			return fmt.Errorf("cookie: ttl must not be negative")
+		}
+		for _, a := range k.Cookie.Attributes {
+			if a.Name == "" {
+				return fmt.Errorf("cookie: attribute name is required")
+			}
 		}
 	}
 	if k.SourceIP {
@@ -103,8 +123,10 @@ func (k *HashKey) requestHash(r *http.Request, w http.ResponseWriter) uint64 {
 			return xxhash.Sum64String(r.Host)
 		}
 	case k.headerKey != "":
-		if v := r.Header[k.headerKey]; len(v) > 0 {
+		if v := r.Header[k.headerKey]; len(v) == 1 {
 			return xxhash.Sum64String(v[0])
+		} else if len(v) > 1 {
+			return hashValues(v)
 		}
 	case k.SourceIP:
 		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -117,7 +139,8 @@ func (k *HashKey) requestHash(r *http.Request, w http.ResponseWriter) uint64 {
 			return xxhash.Sum64String(v)
 		}
 	case k.Cookie != nil:
-		if c, err := r.Cookie(k.Cookie.Name); err == nil {
+		// Envoy takes an empty cookie for a missing one.
+		if c, err := r.Cookie(k.Cookie.Name); err == nil && c.Value != "" {
 			return xxhash.Sum64String(c.Value)
 		}
 		if k.Cookie.TTL != nil && w != nil {
@@ -127,6 +150,18 @@ func (k *HashKey) requestHash(r *http.Request, w http.ResponseWriter) uint64 {
 		}
 	}
 	return rand.Uint64()
+}
+
+// hashValues hashes the values of a repeated header as Envoy does: sorted,
+// so their order does not matter, and concatenated.
+func hashValues(values []string) uint64 {
+	sorted := slices.Sorted(slices.Values(values))
+	var d xxhash.Digest
+	d.Reset()
+	for _, v := range sorted {
+		d.WriteString(v)
+	}
+	return d.Sum64()
 }
 
 // generatedCookieValue is Envoy's generated cookie value: the hex xxHash64
@@ -140,20 +175,30 @@ func generatedCookieValue(r *http.Request) string {
 	return fmt.Sprintf("%016x", xxhash.Sum64String(r.RemoteAddr+local))
 }
 
-// setHashCookie adds the Set-Cookie header of a generated cookie, once:
-// Caddy calls the selection policy again on a retry.
+// setHashCookie adds the Set-Cookie header of a generated cookie as Envoy
+// writes it (quoted value, Max-Age, Path, attributes, HttpOnly), once: Caddy
+// calls the selection policy again on a retry.
 func setHashCookie(w http.ResponseWriter, c *HashCookie, value string) {
 	var b strings.Builder
 	b.WriteString(c.Name)
-	b.WriteByte('=')
+	b.WriteString(`="`)
 	b.WriteString(value)
+	b.WriteByte('"')
+	if maxAge := int64(time.Duration(*c.TTL) / time.Second); maxAge > 0 {
+		b.WriteString("; Max-Age=")
+		b.WriteString(strconv.FormatInt(maxAge, 10))
+	}
 	if c.Path != "" {
 		b.WriteString("; Path=")
 		b.WriteString(c.Path)
 	}
-	if maxAge := int64(time.Duration(*c.TTL) / time.Second); maxAge > 0 {
-		b.WriteString("; Max-Age=")
-		b.WriteString(strconv.FormatInt(maxAge, 10))
+	for _, a := range c.Attributes {
+		b.WriteString("; ")
+		b.WriteString(a.Name)
+		if a.Value != "" {
+			b.WriteByte('=')
+			b.WriteString(a.Value)
+		}
 	}
 	b.WriteString("; HttpOnly")
 	cookie := b.String()
@@ -184,8 +229,9 @@ func rawQueryValue(query, name string) (string, bool) {
 //
 //	header <name>
 //	cookie <name> [{
-//	    path <path>
-//	    ttl  <duration>
+//	    path      <path>
+//	    ttl       <duration>
+//	    attribute <name> [<value>]
 //	}]
 //	source_ip
 //	query_parameter <name>
@@ -227,6 +273,15 @@ func (k *HashKey) unmarshalHashKey(d *caddyfile.Dispenser) (bool, error) {
 					return true, d.Errf("invalid cookie ttl %q: %v", d.Val(), err)
 				}
 				k.Cookie.TTL = (*caddy.Duration)(&ttl)
+			case "attribute":
+				if !d.NextArg() {
+					return true, d.ArgErr()
+				}
+				a := CookieAttribute{Name: d.Val()}
+				if d.NextArg() {
+					a.Value = d.Val()
+				}
+				k.Cookie.Attributes = append(k.Cookie.Attributes, a)
 			default:
 				return true, d.Errf("unrecognized cookie option %q", d.Val())
 			}

@@ -180,8 +180,9 @@ func buildMaglev(dials []string, weights []uint32, size uint64) *maglevTable {
 //	    # exactly one hash key
 //	    header          <name>
 //	    cookie          <name> [{
-//	        path <path>
-//	        ttl  <duration>
+//	        path      <path>
+//	        ttl       <duration>
+//	        attribute <name> [<value>]
 //	    }]
 //	    source_ip
 //	    query_parameter <name>

@@ -178,8 +178,9 @@ func anyAvailable(pool reverseproxy.UpstreamPool) bool {
 //	    # exactly one hash key
 //	    header          <name>
 //	    cookie          <name> [{
-//	        path <path>
-//	        ttl  <duration>
+//	        path      <path>
+//	        ttl       <duration>
+//	        attribute <name> [<value>]
 //	    }]
 //	    source_ip
 //	    query_parameter <name>
