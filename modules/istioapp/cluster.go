@@ -158,7 +158,12 @@ func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, c *Cluster) e
 	if isHTTP {
 		http1 = !slices.Contains(ht.Versions, "h2c") && !(ht.TLS != nil && slices.Contains(ht.Versions, "2"))
 	}
-	limits := connLimitsOf(c.ConnectionPool)
+	// per-connection limits need one request per connection at a time
+	// to count them: HTTP/1 only
+	var limits *connLimits
+	if http1 {
+		limits = connLimitsOf(c.ConnectionPool)
+	}
 	if isHTTP {
 		if err := wrapDial(ht, c.Tunnel, limits); err != nil {
 			return err

@@ -11,12 +11,16 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
@@ -54,6 +58,10 @@ type clusterTransport struct {
 type connLimits struct {
 	maxRequests uint32
 	maxDuration time.Duration
+
+	// tlsConns holds the state of the TLS connections that Caddy's own
+	// TLS dialer made, by weak.Pointer[tls.Conn].
+	tlsConns sync.Map
 }
 
 // newClusterTransport wraps next for cluster c. http1 tells whether the
@@ -115,7 +123,7 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 	}
 
-	var tracked *trackedConn
+	var tracked *connState
 	if t.perConnection != nil {
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			GotConn: func(info httptrace.GotConnInfo) {
@@ -263,11 +271,48 @@ func wrapDial(ht *reverseproxy.HTTPTransport, tunnel *Tunnel, limits *connLimits
 	if rt == nil || rt.DialContext == nil {
 		return fmt.Errorf("transport has no dialer to wrap")
 	}
-	if tunnel != nil && rt.DialTLSContext != nil {
-		return fmt.Errorf("tunnel: not supported with a tls server_name placeholder or proxy_protocol")
+	if tunnel != nil {
+		if tunnel.TargetHost == "" || tunnel.TargetPort == 0 || tunnel.TargetPort > 65535 {
+			return fmt.Errorf("tunnel: target_host and target_port (1..65535) are required")
+		}
+		if ht.ProxyProtocol != "" {
+			return fmt.Errorf("tunnel: not supported with proxy_protocol")
+		}
+		target := net.JoinHostPort(tunnel.TargetHost, strconv.FormatUint(uint64(tunnel.TargetPort), 10))
+		dial := rt.DialContext
+		rt.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			conn, err = connectTunnel(ctx, conn, target)
+			if err != nil {
+				return nil, reverseproxy.NewDialError(err)
+			}
+			return conn, nil
+		}
+		if rt.DialTLSContext != nil {
+			// Caddy's TLS dialer dials without the transport's
+			// DialContext: replace it by one that does the same
+			// handshake over the tunnel
+			rt.DialTLSContext = tlsDialer(rt)
+		}
 	}
-	if tunnel != nil && (tunnel.TargetHost == "" || tunnel.TargetPort == 0 || tunnel.TargetPort > 65535) {
-		return fmt.Errorf("tunnel: target_host and target_port (1..65535) are required")
+	if limits == nil {
+		return nil
+	}
+	if dialTLS := rt.DialTLSContext; dialTLS != nil {
+		rt.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialTLS(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			if tlsConn, ok := conn.(*tls.Conn); ok {
+				// wrapping would hide the *tls.Conn the transport looks for
+				limits.trackTLS(tlsConn)
+			}
+			return conn, nil
+		}
 	}
 	dial := rt.DialContext
 	rt.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -275,19 +320,47 @@ func wrapDial(ht *reverseproxy.HTTPTransport, tunnel *Tunnel, limits *connLimits
 		if err != nil {
 			return nil, err
 		}
-		if tunnel != nil {
-			target := net.JoinHostPort(tunnel.TargetHost, strconv.FormatUint(uint64(tunnel.TargetPort), 10))
-			conn, err = connectTunnel(ctx, conn, target)
-			if err != nil {
-				return nil, reverseproxy.NewDialError(err)
-			}
-		}
-		if limits != nil {
-			conn = limits.track(conn)
-		}
-		return conn, nil
+		return limits.track(conn), nil
 	}
 	return nil
+}
+
+// tlsDialer returns a DialTLSContext for rt that dials with rt.DialContext
+// and makes the handshake as Caddy's does: the server name's placeholders
+// replaced for the request, no ALPN for a request that must use HTTP/1.
+func tlsDialer(rt *http.Transport) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := rt.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg := rt.TLSClientConfig.Clone()
+		if cfg == nil {
+			cfg = new(tls.Config)
+		}
+		if strings.Contains(cfg.ServerName, "{") {
+			if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+				cfg.ServerName = repl.ReplaceAll(cfg.ServerName, "")
+			}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		if caddyhttp.GetVar(ctx, "reverse_proxy.tls_h1_only") == true {
+			cfg.NextProtos = nil
+		}
+		if rt.TLSHandshakeTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, rt.TLSHandshakeTimeout)
+			defer cancel()
+		}
+		tlsConn := tls.Client(conn, cfg)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			_ = tlsConn.Close()
+			return nil, err
+		}
+		return tlsConn, nil
+	}
 }
 
 // connectTunnel asks the proxy at the other end of conn for a tunnel to
@@ -335,62 +408,103 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// trackedConn is a connection that counts its requests and ages.
-type trackedConn struct {
-	net.Conn
+// connState counts the requests of one connection and knows its age.
+type connState struct {
 	requests atomic.Uint32
 	busy     atomic.Int32
 	expired  atomic.Bool
 	timer    *time.Timer
+	close    func()
 }
 
-// track wraps conn to apply the limits.
-func (l *connLimits) track(conn net.Conn) net.Conn {
-	tc := &trackedConn{Conn: conn}
-	if l.maxDuration > 0 {
-		tc.timer = time.AfterFunc(l.maxDuration, func() {
-			tc.expired.Store(true)
-			if tc.busy.Load() == 0 {
-				_ = tc.Conn.Close()
-			}
-		})
-	}
-	return tc
-}
-
-// use notes that req got conn; a connection at its request cap or past
-// its age carries this request as its last one.
-func (l *connLimits) use(req *http.Request, conn net.Conn) *trackedConn {
-	if tlsConn, ok := conn.(*tls.Conn); ok {
-		conn = tlsConn.NetConn()
-	}
-	tc, ok := conn.(*trackedConn)
-	if !ok {
-		return nil
-	}
-	tc.busy.Add(1)
-	n := tc.requests.Add(1)
-	if (l.maxRequests > 0 && n >= l.maxRequests) || tc.expired.Load() {
-		// the transport reads Close after GotConn, in this goroutine
-		req.Close = true
-	}
-	return tc
-}
-
-// done ends a request on the connection; one that outlived its duration
-// closes once idle.
-func (tc *trackedConn) done() {
-	if tc.busy.Add(-1) == 0 && tc.expired.Load() {
-		_ = tc.Conn.Close()
-	}
+// trackedConn is a connection with its state.
+type trackedConn struct {
+	net.Conn
+	state *connState
 }
 
 // Close closes the connection and stops its age timer.
 func (tc *trackedConn) Close() error {
-	if tc.timer != nil {
-		tc.timer.Stop()
+	if tc.state.timer != nil {
+		tc.state.timer.Stop()
 	}
 	return tc.Conn.Close()
+}
+
+// newConnState returns the state of a new connection that close closes.
+func (l *connLimits) newConnState(close func()) *connState {
+	st := &connState{close: close}
+	if l.maxDuration > 0 {
+		st.timer = time.AfterFunc(l.maxDuration, func() {
+			st.expired.Store(true)
+			if st.busy.Load() == 0 {
+				st.close()
+			}
+		})
+	}
+	return st
+}
+
+// track wraps conn to apply the limits.
+func (l *connLimits) track(conn net.Conn) net.Conn {
+	return &trackedConn{Conn: conn, state: l.newConnState(func() { _ = conn.Close() })}
+}
+
+// trackTLS applies the limits to a TLS connection that cannot be wrapped:
+// its state is found by the connection, which is held weakly so that a
+// connection the transport dropped is forgotten.
+func (l *connLimits) trackTLS(conn *tls.Conn) {
+	key := weak.Make(conn)
+	st := l.newConnState(func() {
+		if c := key.Value(); c != nil {
+			_ = c.Close()
+		}
+	})
+	l.tlsConns.Store(key, st)
+	runtime.AddCleanup(conn, func(key weak.Pointer[tls.Conn]) {
+		if old, ok := l.tlsConns.LoadAndDelete(key); ok && old.(*connState).timer != nil {
+			old.(*connState).timer.Stop()
+		}
+	}, key)
+}
+
+// stateOf returns the state of a connection the transport got, nil when
+// it is not tracked.
+func (l *connLimits) stateOf(conn net.Conn) *connState {
+	if tlsConn, ok := conn.(*tls.Conn); ok {
+		if st, ok := l.tlsConns.Load(weak.Make(tlsConn)); ok {
+			return st.(*connState)
+		}
+		conn = tlsConn.NetConn()
+	}
+	if tc, ok := conn.(*trackedConn); ok {
+		return tc.state
+	}
+	return nil
+}
+
+// use notes that req got conn; a connection at its request cap or past
+// its age carries this request as its last one.
+func (l *connLimits) use(req *http.Request, conn net.Conn) *connState {
+	st := l.stateOf(conn)
+	if st == nil {
+		return nil
+	}
+	st.busy.Add(1)
+	n := st.requests.Add(1)
+	if (l.maxRequests > 0 && n >= l.maxRequests) || st.expired.Load() {
+		// the transport reads Close after GotConn, in this goroutine
+		req.Close = true
+	}
+	return st
+}
+
+// done ends a request on the connection; one that outlived its duration
+// closes once idle.
+func (st *connState) done() {
+	if st.busy.Add(-1) == 0 && st.expired.Load() {
+		st.close()
+	}
 }
 
 // Interface guards

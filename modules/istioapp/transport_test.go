@@ -489,3 +489,60 @@ func TestEndpointInfoGivenToSelectionPolicy(t *testing.T) {
 		t.Errorf("endpoint info: weight %d added %v, want 7 and a time", info.EndpointWeight(dial), info.EndpointAddedAt(dial))
 	}
 }
+
+func TestPerConnectionLimitsOverTLS(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name, tls string
+	}{
+		{"go handshake", `{"insecure_skip_verify":true}`},
+		// a server name placeholder makes Caddy dial TLS itself
+		{"caddy handshake", `{"insecure_skip_verify":true,"server_name":"{http.request.host}"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clear(conns)
+			ch := oneClusterApp(t, &Cluster{
+				Name:           "outbound|80||per-conn-tls.example",
+				Proxy:          json.RawMessage(`{"transport":{"protocol":"http","versions":["1.1"],"tls":` + tc.tls + `}}`),
+				ConnectionPool: &ConnectionPool{MaxRequestsPerConnection: 2},
+			}, serverEndpoint(t, srv.Listener.Addr().String()))
+			for range 6 {
+				if r := do(ch, "/"); r.code != 200 {
+					t.Fatalf("%+v", r)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(conns) != 3 {
+				t.Errorf("6 requests with at most 2 per connection used %d connections, want 3", len(conns))
+			}
+		})
+	}
+}
+
+func TestTunnelTLS(t *testing.T) {
+	target := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls target") }))
+	t.Cleanup(target.Close)
+	proxyAddr, targets := connectProxy(t)
+	host, port, _ := net.SplitHostPort(target.Listener.Addr().String())
+	n, _ := parsePort(port)
+	ch := oneClusterApp(t, &Cluster{
+		Name:   "outbound|80||tunnel-tls.example",
+		Proxy:  json.RawMessage(`{"transport":{"protocol":"http","versions":["1.1"],"tls":{"insecure_skip_verify":true,"server_name":"{http.request.host}"}}}`),
+		Tunnel: &Tunnel{TargetHost: host, TargetPort: n},
+	}, serverEndpoint(t, proxyAddr))
+	if r := do(ch, "/"); r.code != 200 || r.body != "tls target" {
+		t.Fatalf("TLS through the tunnel: %+v", r)
+	}
+	if got := strings.Join(targets(), ","); got != "CONNECT "+target.Listener.Addr().String() {
+		t.Errorf("proxy saw %q", got)
+	}
+}
