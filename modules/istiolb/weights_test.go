@@ -228,3 +228,43 @@ func TestWarmupSlowsNewEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkWeightedSelect(b *testing.B) {
+	dials := dialsOf(20)
+	weights := map[string]uint32{}
+	for i, d := range dials {
+		weights[d] = uint32(i%3 + 1)
+	}
+	info := staticInfo{weights: weights, added: map[string]time.Time{dials[0]: time.Now()}}
+	warmup := &Warmup{Duration: caddy.Duration(time.Hour)}
+	for name, s := range map[string]interface {
+		reverseproxy.Selector
+		caddy.Provisioner
+		caddy.Validator
+		EndpointInfoSetter
+	}{
+		"istio_round_robin":        &IstioRoundRobinSelection{},
+		"istio_round_robin+warmup": &IstioRoundRobinSelection{Warmup: warmup},
+		"least_request":            &LeastRequestSelection{},
+		"least_request+warmup":     &LeastRequestSelection{Warmup: warmup},
+	} {
+		provision(b, s)
+		s.SetEndpointInfo(info)
+		pool := poolOf(dials)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Select(pool, nil, nil)
+			}
+		})
+	}
+	random := new(IstioRandomSelection)
+	random.SetEndpointInfo(info)
+	pool := poolOf(dials)
+	b.Run("istio_random", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			random.Select(pool, nil, nil)
+		}
+	})
+}
