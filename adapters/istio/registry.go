@@ -202,15 +202,9 @@ func clonePorts(ports []*istioapp.ServicePort) []*istioapp.ServicePort {
 }
 
 // warnUnusedWorkloadFields warns about the endpoint fields the runtime does
-// not act on yet (load balancing weights and locality come with the
-// DestinationRule pools; network gateways are not supported).
+// not act on (network gateways are not supported). Weight and locality are
+// used by the istio app's load balancing.
 func (t *translator) warnUnusedWorkloadFields(obj *istioyaml.Object, path string, we *networking.WorkloadEntry) {
-	if we.GetWeight() != 0 {
-		t.warn(obj, path+".weight", notImplemented+" (endpoints are balanced with equal weights)")
-	}
-	if we.GetLocality() != "" {
-		t.warn(obj, path+".locality", notImplemented+" (no locality-aware load balancing)")
-	}
 	if we.GetNetwork() != "" {
 		t.warn(obj, path+".network", notImplemented+" (endpoints are dialled directly)")
 	}
