@@ -64,11 +64,12 @@ const distributeScale = 1000
 // locality-weighted balancing gives it (pick a locality by weight, then
 // an endpoint by weight).
 //
-// Without a matching distribute rule, Istio's applyLocalityFailover sets
-// the priorities: same region/zone/subzone 0, same region/zone 1, same
-// region 2, the region a failover rule names for this proxy's region 3,
-// the rest 4; failover_priority labels that equal this proxy's rank before
-// locality (all N labels equal first, then the first N-1, ...).
+// Without distribute rules, Istio's applyLocalityFailover sets the
+// priorities: same region/zone/subzone 0, same region/zone 1, same region
+// 2, the region a failover rule names for this proxy's region 3, the rest
+// 4. With failover_priority, labels equal to this proxy's rank first (all
+// N labels equal, then the first N-1, ...), and locality ranks within a
+// label priority only when failover rules are set too, as Istio does.
 func planEndpoints(lb *LocalityLB, mesh *Mesh, dials []string, eps []*Workload) *endpointPlan {
 	plan := &endpointPlan{weights: make(map[string]uint32, len(dials))}
 	for i, dial := range dials {
@@ -85,36 +86,34 @@ func planEndpoints(lb *LocalityLB, mesh *Mesh, dials []string, eps []*Workload) 
 	}
 	haveSelf := mesh != nil && mesh.Locality != ""
 
-	if haveSelf {
-		for _, rule := range lb.Distribute {
-			if rule == nil || !localityMatch(self, rule.From) {
-				continue
+	if len(lb.Distribute) > 0 {
+		// distribution excludes failover, even when no rule matches
+		if haveSelf {
+			for _, rule := range lb.Distribute {
+				if rule != nil && localityMatch(self, rule.From) {
+					plan.distribute(rule, dials, eps)
+					break
+				}
 			}
-			plan.distribute(rule, dials, eps)
-			return plan
 		}
+		return plan
 	}
 
-	if !haveSelf && len(lb.FailoverPriority) == 0 {
+	// Istio's failover by locality, unless failover_priority is set
+	// without failover rules: then by labels alone
+	byLocality := haveSelf && (len(lb.FailoverPriority) == 0 || len(lb.Failover) > 0)
+	if !byLocality && len(lb.FailoverPriority) == 0 {
 		return plan
 	}
 	rank := make(map[string]int, len(dials))
 	worst := 0
 	for i, dial := range dials {
 		r := 0
-		if haveSelf {
+		if byLocality {
 			r = failoverPriority(self, parseLocality(eps[i].Locality), lb.Failover)
 		}
 		if n := len(lb.FailoverPriority); n > 0 {
-			matched := 0
-			for _, key := range lb.FailoverPriority {
-				v, ok := eps[i].Labels[key]
-				if !ok || v != selfLabels[key] {
-					break
-				}
-				matched++
-			}
-			r += (n - matched) * 5
+			r += labelPriority(lb.FailoverPriority, eps[i].Labels, selfLabels) * 5
 		}
 		rank[dial] = r
 		worst = max(worst, r)
@@ -132,6 +131,27 @@ func planEndpoints(lb *LocalityLB, mesh *Mesh, dials []string, eps []*Workload) 
 		plan.priorities = nil
 	}
 	return plan
+}
+
+// labelPriority is the failover priority of an endpoint with labels by
+// Istio's failoverPriority: 0 when it matches every key, 1 when all but
+// the last, ..., len(keys) when it does not match the first. A key is
+// matched when the endpoint's value equals this proxy's, or, for a key
+// written key=value, that value.
+func labelPriority(keys []string, labels, self map[string]string) int {
+	matched := 0
+	for _, key := range keys {
+		want, hasWant := self[key]
+		if k, v, ok := strings.Cut(key, "="); ok {
+			key, want, hasWant = k, v, true
+		}
+		v, ok := labels[key]
+		if !ok || !hasWant || v != want {
+			break
+		}
+		matched++
+	}
+	return len(keys) - matched
 }
 
 // failoverPriority is the priority of an endpoint at ep for this proxy at

@@ -1,8 +1,11 @@
 package istioapp
 
 import (
+	"io"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,6 +236,13 @@ func TestPlanEndpointsLocality(t *testing.T) {
 		ep("ap-south/z1/s1", nil),
 	}
 	mesh := &Mesh{Locality: "us-east/z1/s1"}
+	labelled := []*Workload{
+		ep("us-east/z1/s1", map[string]string{"net": "n2"}),
+		ep("eu-west/z1/s1", map[string]string{"net": "n1"}),
+		ep("us-east/z1/s1", map[string]string{"net": "n1"}),
+		ep("us-east/z1/s1", nil),
+		ep("eu-west/z1/s1", nil),
+	}
 	priorities := func(plan *endpointPlan) string {
 		var groups []string
 		for _, g := range plan.priorities {
@@ -251,10 +261,13 @@ func TestPlanEndpointsLocality(t *testing.T) {
 		{"failover region", &LocalityLB{Failover: []*LocalityFailover{{From: "us-east", To: "ap-south"}}}, mesh, eps, "a | b | c | e | d"},
 		{"no proxy locality", &LocalityLB{}, &Mesh{}, eps, ""},
 		{"no locality lb", nil, mesh, eps, ""},
-		{"failover priority labels", &LocalityLB{FailoverPriority: []string{"net"}},
-			&Mesh{Locality: "us-east/z1/s1", Labels: map[string]string{"net": "n1"}},
-			[]*Workload{ep("us-east/z1/s1", map[string]string{"net": "n2"}), ep("eu-west/z1/s1", map[string]string{"net": "n1"}), ep("us-east/z1/s1", map[string]string{"net": "n1"}), ep("us-east/z1/s1", nil), ep("eu-west/z1/s1", nil)},
-			"c | b | a,d | e"},
+		{"failover priority labels alone", &LocalityLB{FailoverPriority: []string{"net"}},
+			&Mesh{Locality: "us-east/z1/s1", Labels: map[string]string{"net": "n1"}}, labelled, "b,c | a,d,e"},
+		{"failover priority labels and failover", &LocalityLB{FailoverPriority: []string{"net"}, Failover: []*LocalityFailover{{From: "us-east", To: "eu-west"}}},
+			&Mesh{Locality: "us-east/z1/s1", Labels: map[string]string{"net": "n1"}}, labelled, "c | b | a,d | e"},
+		{"failover priority key=value", &LocalityLB{FailoverPriority: []string{"net=n2"}},
+			&Mesh{Labels: map[string]string{"net": "n1"}}, labelled, "a | b,c,d,e"},
+		{"distribute without a matching rule", &LocalityLB{Distribute: []*LocalityDistribute{{From: "eu-west/*", To: map[string]uint32{"eu-west/*": 100}}}}, mesh, eps, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plan := planEndpoints(tc.lb, tc.mesh, dials, tc.eps)
@@ -345,6 +358,49 @@ func TestLocalityMatch(t *testing.T) {
 	} {
 		if got := localityMatch(l, rule); got != want {
 			t.Errorf("localityMatch(%q) = %v, want %v", rule, got, want)
+		}
+	}
+}
+
+func TestLocalityFailoverThroughProxy(t *testing.T) {
+	var localFailing atomic.Bool
+	local := handlerBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if localFailing.Load() {
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "local")
+	})
+	remote := handlerBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "remote") })
+	localEP := serverEndpoint(t, local.Listener.Addr().String())
+	localEP.Locality = "us-east/z1/s1"
+	remoteEP := serverEndpoint(t, remote.Listener.Addr().String())
+	remoteEP.Locality = "eu-west/z1/s1"
+	cfg := &App{
+		Services: []*Service{{
+			Hostname: "svc.example", Resolution: "STATIC",
+			Ports:     []*ServicePort{{Number: 80, Name: "http"}},
+			Endpoints: []*Workload{remoteEP, localEP},
+		}},
+		Clusters: []*Cluster{{
+			Name: "outbound|80||locality.example", Service: "svc.example", Port: 80,
+			OutlierDetection: &OutlierDetection{Consecutive5xxErrors: 1, Interval: caddy.Duration(time.Hour)},
+			Locality:         &LocalityLB{},
+		}},
+		Mesh: &Mesh{Locality: "us-east/z1/s1"},
+	}
+	app, _ := provisionApp(t, mustJSON(t, cfg))
+	ch := app.ClusterHandler("outbound|80||locality.example")
+	for range 10 {
+		if r := do(ch, "/"); r.body != "local" {
+			t.Fatalf("healthy local endpoint: %+v, want local only", r)
+		}
+	}
+	localFailing.Store(true)
+	do(ch, "/") // the local endpoint's 503 ejects it
+	for range 10 {
+		if r := do(ch, "/"); r.body != "remote" {
+			t.Fatalf("local endpoint ejected: %+v, want remote", r)
 		}
 	}
 }
