@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The sample DestinationRules of the corpus, unmodified, through the real
+// binary: the circuit-breaking task's pool overflows as the task shows,
+// and destination-rule-reviews.yaml's RANDOM spreads over every version.
+
+const circuitBreakingRule = "istio-samples/istio.io/tasks/traffic-management/circuit-breaking/snip_configuring_the_circuit_breaker_1.yaml"
+
+// TestDRCorpusCircuitBreaking: the task's DestinationRule (maxConnections
+// 1, http1MaxPendingRequests 1, maxRequestsPerConnection 1) with three
+// concurrent clients: some requests overflow with Envoy's 503 and
+// x-envoy-overloaded: true, the others succeed. Overflows are not upstream
+// errors, so outlier detection (consecutive5xxErrors 1) never ejects the
+// only endpoint, which would turn every later answer into a plain 503.
+func TestDRCorpusCircuitBreaking(t *testing.T) {
+	requireBinaries(t)
+	// A slow endpoint keeps the single connection busy, so concurrent
+	// requests queue and overflow.
+	httpbin := startRecorder(t, "httpbin", http.StatusOK, 50*time.Millisecond)
+	config := joinDocs(
+		corpus(t, "istio-samples/httpbin/httpbin.yaml"),
+		corpus(t, circuitBreakingRule),
+		workloadEntries(t, backends{"httpbin/v1": httpbin.addr}),
+	)
+	addr := net.JoinHostPort(startVSMesh(t, config, 8000), "8000")
+
+	const clients, perClient = 3, 20
+	var (
+		mu         sync.Mutex
+		ok, over   int
+		unexpected []string
+		wg         sync.WaitGroup
+	)
+	for c := 0; c < clients; c++ {
+		client := hostClient(t, addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perClient; i++ {
+				resp, err := client.Get("http://httpbin:8000/get")
+				if err != nil {
+					mu.Lock()
+					unexpected = append(unexpected, err.Error())
+					mu.Unlock()
+					return
+				}
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case resp.StatusCode == http.StatusOK && resp.Header.Get("x-recorder") == "httpbin":
+					ok++
+				case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("x-envoy-overloaded") == "true":
+					over++
+				default:
+					unexpected = append(unexpected, fmt.Sprintf("%d %v %q", resp.StatusCode, resp.Header, body))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d requests: %d succeeded, %d overflowed", clients*perClient, ok, over)
+	if len(unexpected) > 0 {
+		t.Errorf("%d unexpected answers, e.g. %s", len(unexpected), unexpected[0])
+	}
+	if ok == 0 {
+		t.Errorf("no request succeeded")
+	}
+	if over == 0 {
+		t.Errorf("no request overflowed the connection pool (503 with x-envoy-overloaded)")
+	}
+}
+
+// TestDRCorpusReviewsRandom: destination-rule-reviews.yaml (RANDOM at the
+// host level) without a VirtualService: requests to reviews spread over
+// v1, v2 and v3.
+func TestDRCorpusReviewsRandom(t *testing.T) {
+	requireBinaries(t)
+	b := startBackends(t, "reviews/v1", "reviews/v2", "reviews/v3")
+	config := joinDocs(
+		corpus(t, kubeBookinfo),
+		corpus(t, networking+"destination-rule-reviews.yaml"),
+		workloadEntries(t, b),
+	)
+	client := hostClient(t, meshAddr(startVSMesh(t, config)))
+
+	// 60 random picks miss one of three versions with probability
+	// 3*(2/3)^60, about 1e-10.
+	seen := map[string]int{}
+	for i := 0; i < 60; i++ {
+		a := get(t, client, fmt.Sprintf("http://reviews:%d/", vsPort))
+		expectBackend(t, "reviews", a, "reviews", "")
+		if a.Reply != nil {
+			seen[a.Reply.Version]++
+		}
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		if seen[v] == 0 {
+			t.Errorf("version %s got no request: %v", v, seen)
+		}
+	}
+}
