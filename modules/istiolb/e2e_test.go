@@ -69,6 +69,20 @@ func TestPolicyJSON(t *testing.T) {
 	if s.Cookie.TTL == nil || *s.Cookie.TTL != 0 {
 		t.Fatalf("ttl 0s decoded as %v, want a zero TTL", s.Cookie.TTL)
 	}
+	// So does an explicit minimum_percent of 0, unlike an absent one.
+	for in, want := range map[string]float64{
+		`{"warmup":{"duration":"30s","minimum_percent":0}}`: 0,
+		`{"warmup":{"duration":"30s"}}`:                     10,
+	} {
+		var lr LeastRequestSelection
+		if err := json.Unmarshal([]byte(in), &lr); err != nil {
+			t.Fatal(err)
+		}
+		provision(t, &lr)
+		if got := *lr.Warmup.MinimumPercent; got != want {
+			t.Errorf("%s: minimum_percent %v, want %v", in, got, want)
+		}
+	}
 }
 
 // namedBackends starts n loopback backends that answer with their name.

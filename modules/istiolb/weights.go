@@ -19,9 +19,9 @@ type Warmup struct {
 	// Duration of the warmup window. Required.
 	Duration caddy.Duration `json:"duration,omitempty"`
 
-	// MinimumPercent is the least share of its weight a new endpoint gets.
-	// Default: 10.
-	MinimumPercent float64 `json:"minimum_percent,omitempty"`
+	// MinimumPercent is the least share of its weight a new endpoint gets,
+	// within [0, 100]. Default (when absent; an explicit 0 is 0): 10.
+	MinimumPercent *float64 `json:"minimum_percent,omitempty"`
 
 	// Aggression shapes the ramp: 1 is linear, larger ramps up faster.
 	// Default: 1.
@@ -30,8 +30,9 @@ type Warmup struct {
 
 // provision sets the defaults.
 func (w *Warmup) provision() {
-	if w.MinimumPercent == 0 {
-		w.MinimumPercent = 10
+	if w.MinimumPercent == nil {
+		tenPercent := 10.0
+		w.MinimumPercent = &tenPercent
 	}
 	if w.Aggression == 0 {
 		w.Aggression = 1
@@ -43,7 +44,7 @@ func (w *Warmup) validate() error {
 	if w.Duration <= 0 {
 		return fmt.Errorf("warmup: duration must be positive")
 	}
-	if w.MinimumPercent < 0 || w.MinimumPercent > 100 {
+	if w.MinimumPercent != nil && (*w.MinimumPercent < 0 || *w.MinimumPercent > 100) {
 		return fmt.Errorf("warmup: minimum_percent must be within [0, 100]")
 	}
 	if w.Aggression <= 0 {
@@ -66,7 +67,7 @@ func (w *Warmup) factor(added, now time.Time) float64 {
 	// Envoy counts at least one millisecond, so a new endpoint's factor
 	// is never 0 before minimum_percent applies.
 	age = max(age, time.Millisecond)
-	return max(w.MinimumPercent/100, math.Pow(float64(age)/float64(window), 1/w.Aggression))
+	return max(*w.MinimumPercent/100, math.Pow(float64(age)/float64(window), 1/w.Aggression))
 }
 
 // unmarshalWarmup parses, after the "warmup" token:
@@ -98,7 +99,7 @@ func unmarshalWarmup(d *caddyfile.Dispenser) (*Warmup, error) {
 		}
 		switch option {
 		case "minimum_percent":
-			w.MinimumPercent = value
+			w.MinimumPercent = &value
 		case "aggression":
 			w.Aggression = value
 		default:

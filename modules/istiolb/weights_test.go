@@ -183,7 +183,9 @@ func TestWarmupFactor(t *testing.T) {
 		{name: "just added: minimum", w: Warmup{Duration: caddy.Duration(30 * time.Second)}, added: now, want: 0.1},
 		{name: "halfway linear", w: Warmup{Duration: caddy.Duration(30 * time.Second)}, added: now.Add(-15 * time.Second), want: 0.5},
 		{name: "halfway aggression 2", w: Warmup{Duration: caddy.Duration(30 * time.Second), Aggression: 2}, added: now.Add(-15 * time.Second), want: math.Sqrt(0.5)},
-		{name: "early, minimum 50", w: Warmup{Duration: caddy.Duration(30 * time.Second), MinimumPercent: 50}, added: now.Add(-3 * time.Second), want: 0.5},
+		{name: "early, minimum 50", w: Warmup{Duration: caddy.Duration(30 * time.Second), MinimumPercent: percent(50)}, added: now.Add(-3 * time.Second), want: 0.5},
+		{name: "early, explicit minimum 0", w: Warmup{Duration: caddy.Duration(30 * time.Second), MinimumPercent: percent(0)}, added: now.Add(-3 * time.Second), want: 0.1},
+		{name: "just added, explicit minimum 0", w: Warmup{Duration: caddy.Duration(30 * time.Second), MinimumPercent: percent(0)}, added: now, want: 1. / 30000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := tc.w
@@ -196,7 +198,7 @@ func TestWarmupFactor(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []Warmup{{}, {Duration: caddy.Duration(time.Second), MinimumPercent: 101}, {Duration: caddy.Duration(time.Second), Aggression: -1}} {
+	for _, bad := range []Warmup{{}, {Duration: caddy.Duration(time.Second), MinimumPercent: percent(101)}, {Duration: caddy.Duration(time.Second), Aggression: -1}} {
 		if err := bad.validate(); err == nil {
 			t.Errorf("%+v: want an error", bad)
 		}
@@ -268,3 +270,5 @@ func BenchmarkWeightedSelect(b *testing.B) {
 		}
 	})
 }
+
+func percent(p float64) *float64 { return &p }
