@@ -187,15 +187,11 @@ func TestMTLSIstioMutual(t *testing.T) {
 		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: reviews\r\n\r\n"); err != nil {
 			return
 		}
-		// Go's TLS server answers a plaintext request with a 400 and
-		// closes; the handler never runs.
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			return
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode == http.StatusOK || strings.Contains(string(body), "reviews saw") {
+		// Closed without an answer, as a STRICT sidecar resets it (Go's
+		// own TLS server would answer 400).
+		if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
 			t.Errorf("plaintext request answered %d %q", resp.StatusCode, body)
 		}
 	})
@@ -219,4 +215,114 @@ func mtlsGet(t *testing.T, url string, id *istiomesh.Identity, sans []string, h2
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp, string(body), err
+}
+
+// startReviewsMTLS runs a Caddy process (the reviews workload) with file
+// storage at storage whose server at addr terminates mesh mTLS with the
+// istio_mtls listener wrapper as reviewsID and answers with the client's
+// identity. Its pki app is not configured: the mesh CA is the default one,
+// from storage.
+func startReviewsMTLS(t *testing.T, storage, addr string) {
+	t.Helper()
+	startCaddyJSON(t, "caddy-reviews", map[string]any{
+		"storage": map[string]any{"module": "file_system", "root": storage},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{
+			"reviews": map[string]any{
+				"listen": []string{addr},
+				"listener_wrappers": []any{map[string]any{
+					"wrapper":  "istio_mtls",
+					"identity": reviewsID,
+				}},
+				"automatic_https": map[string]any{"disable": true},
+				"routes": []any{map[string]any{"handle": []any{map[string]any{
+					"handler": "static_response",
+					"headers": map[string]any{"X-Peer-Identity": []string{"{http.request.tls.client.san.uris.0}"}},
+					"body":    "reviews saw {http.request.tls.client.san.uris.0} over {http.request.proto}",
+				}}}},
+			},
+		}}},
+	}, addr)
+}
+
+// TestMTLSBetweenCaddyProcesses: process A runs the istio adapter's mesh
+// with DestinationRules of mode ISTIO_MUTUAL towards process B, which is
+// behind istio_mtls; they share the mesh CA through storage (A creates it,
+// B finds it). A reaches B and B sees A's identity; a service whose
+// ServiceEntry names another identity makes A refuse B; a cluster without
+// TLS is refused by B.
+func TestMTLSBetweenCaddyProcesses(t *testing.T) {
+	requireBinaries(t)
+	bAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	bPort := portOf(t, bAddr)
+	// The identity A expects of B is the ServiceEntry's subjectAltNames.
+	entry := func(host, san string) string {
+		sans := ""
+		if san != "" {
+			sans = "  subjectAltNames:\n  - " + san + "\n"
+		}
+		return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ` + host + `
+spec:
+` + sans + `  hosts:
+  - ` + host + `.default.svc.cluster.local
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      http: ` + bPort + `
+`
+	}
+	rule := func(host string) string {
+		return `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: ` + host + `
+spec:
+  host: ` + host + `.default.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+`
+	}
+	bind := randomLoopback()
+	listener := net.JoinHostPort(bind, "9080")
+	a := startCaddy(t, joinDocs(
+		entry("reviews", reviewsID), rule("reviews"),
+		entry("ratings", ratingsID), rule("ratings"),
+		entry("plain", ""),
+		vsSidecar("mtls", bind, nil, 9080),
+	), listener)
+
+	// A has created the mesh CA in its storage, Caddy's default under
+	// XDG_DATA_HOME (see startCaddy and childEnv).
+	storage := filepath.Join(filepath.Dir(a.configFile), "home", "data", "caddy")
+	if _, err := os.Stat(filepath.Join(storage, "pki", "authorities", "istio", "root.crt")); err != nil {
+		t.Fatalf("process A has no mesh CA in its storage: %v", err)
+	}
+	startReviewsMTLS(t, storage, bAddr)
+
+	client := hostClient(t, listener)
+	defaultID := "spiffe://cluster.local/ns/default/sa/default"
+	got := get(t, client, "http://reviews.default.svc.cluster.local:9080/")
+	if got.Status != http.StatusOK || got.Body != "reviews saw "+defaultID+" over HTTP/1.1" && got.Body != "reviews saw "+defaultID+" over HTTP/2.0" {
+		t.Errorf("reviews through A: got %d %q, want 200 with A's identity %s", got.Status, got.Body, defaultID)
+	}
+	// Envoy's local reply for a failed TLS handshake with the upstream.
+	for _, tc := range []struct{ host, why string }{
+		{"ratings", "A expects " + ratingsID + ", B is " + reviewsID + ": A refuses B"},
+		{"plain", "no TLS towards B: B refuses A"},
+	} {
+		got := get(t, client, "http://"+tc.host+".default.svc.cluster.local:9080/")
+		t.Logf("%s: %d %q", tc.host, got.Status, got.Body)
+		if got.Status != http.StatusServiceUnavailable || strings.Contains(got.Body, "reviews saw") {
+			t.Errorf("%s (%s): got %d %q, want 503", tc.host, tc.why, got.Status, got.Body)
+		}
+	}
 }

@@ -40,6 +40,11 @@ const (
 	// DefaultTrustDomain is Istio's default trust domain.
 	DefaultTrustDomain = "cluster.local"
 
+	// defaultCAName names the mesh CA that the pki app creates when
+	// DefaultCA is not configured; its root and intermediate common names
+	// derive from it.
+	defaultCAName = "Caddy Istio Mesh"
+
 	// DefaultLifetime is the lifetime of a workload certificate, Istio's
 	// default (24h); it is renewed at half-life.
 	DefaultLifetime = 24 * time.Hour
@@ -109,9 +114,11 @@ var identities = caddy.NewUsagePool()
 
 // NewIdentity returns the workload certificate of spiffeID issued by the
 // pki app certificate authority caID (DefaultCA when empty), issuing it
-// when this process has none yet. The CA must be configured in the pki app
-// (pki.certificate_authorities.ID), which creates its root and intermediate
-// in Caddy's storage when it has none. The Identity is released when ctx is
+// when this process has none yet. The CA is the one configured in the pki
+// app (pki.certificate_authorities.ID); DefaultCA needs no configuration,
+// the pki app then gets it with default settings (no trust store
+// installation). Either way the pki app loads its root and intermediate
+// from Caddy's storage or creates them there. The Identity is released when ctx is
 // cancelled, that is when the config that provisioned the caller unloads;
 // callers need no cleanup of their own.
 func NewIdentity(ctx caddy.Context, caID, spiffeID string) (*Identity, error) {
@@ -168,15 +175,40 @@ func NewIdentity(ctx caddy.Context, caID, spiffeID string) (*Identity, error) {
 	return id, nil
 }
 
-// meshCA returns the pki app's certificate authority caID.
+// meshCA returns the pki app's certificate authority caID. The mesh's
+// default CA (DefaultCA) is added to the pki app when the config does not
+// configure it, as the pki app does with its own default CA: its root and
+// intermediate are then loaded from, or created in, Caddy's storage, and
+// the pki app renews the intermediate like any other CA's.
 func meshCA(ctx caddy.Context, caID string) (*caddypki.CA, error) {
-	app, err := ctx.App("pki")
+	app, err := ctx.AppIfConfigured("pki")
+	loadedHere := errors.Is(err, caddy.ErrNotConfigured)
+	if loadedHere {
+		app, err = ctx.App("pki")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("loading the pki app: %v", err)
 	}
 	pki, ok := app.(*caddypki.PKI)
 	if !ok {
 		return nil, fmt.Errorf("the pki app is a %T, not *caddypki.PKI", app)
+	}
+	if loadedHere && caID != caddypki.DefaultCAID {
+		// A pki app with no CAs provisions Caddy's local CA, which it
+		// would install into the system trust store at start. Nobody asked
+		// for it: drop it; GetCA provisions it again for whoever does.
+		delete(pki.CAs, caddypki.DefaultCAID)
+	}
+	if _, configured := pki.CAs[caID]; !configured && caID == DefaultCA {
+		installTrust := false // a mesh CA is not for browsers
+		ca := &caddypki.CA{Name: defaultCAName, InstallTrust: &installTrust}
+		if err := ca.Provision(ctx, caID, ctx.Logger().Named("pki")); err != nil {
+			return nil, fmt.Errorf("provisioning the mesh certificate authority %q: %v", caID, err)
+		}
+		if pki.CAs == nil {
+			pki.CAs = make(map[string]*caddypki.CA)
+		}
+		pki.CAs[caID] = ca
 	}
 	ca, err := pki.GetCA(ctx, caID)
 	if err != nil {

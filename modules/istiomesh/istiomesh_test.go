@@ -11,7 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	_ "github.com/caddyserver/caddy/v2/modules/caddypki"
+	"github.com/caddyserver/caddy/v2/modules/caddypki"
 	_ "github.com/caddyserver/caddy/v2/modules/filestorage"
 )
 
@@ -224,4 +224,49 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+}
+
+// TestDefaultCAWithoutConfig: the mesh's default CA needs no pki
+// configuration; it lives in Caddy's storage, so a second config (or
+// process) with the same storage gets the same root.
+func TestDefaultCAWithoutConfig(t *testing.T) {
+	storage := t.TempDir()
+	load := func() caddy.Context {
+		raw, err := json.Marshal(map[string]any{
+			"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+			"storage": map[string]any{"module": "file_system", "root": storage},
+			"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := caddy.Load(raw, true); err != nil {
+			t.Fatalf("loading caddy config: %v", err)
+		}
+		return caddy.ActiveContext()
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	ctx := load()
+	first := newIdentity(t, ctx, "", clientID)
+	app, err := ctx.App("pki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := app.(*caddypki.PKI).CAs[DefaultCA]
+	if ca == nil || ca.InstallTrust == nil || *ca.InstallTrust {
+		t.Fatalf("the pki app's %s CA: %+v, want one that does not install trust", DefaultCA, ca)
+	}
+	if _, hasLocal := app.(*caddypki.PKI).CAs[caddypki.DefaultCAID]; hasLocal {
+		t.Errorf("the pki app got Caddy's %s CA, which it would install into the system trust store", caddypki.DefaultCAID)
+	}
+	if _, err := NewIdentity(ctx, "missing", clientID); err == nil {
+		t.Error("NewIdentity with an unconfigured CA other than the default: no error")
+	}
+
+	second := newIdentity(t, load(), "", serverID)
+	peer := parseChain(t, second.Certificate().Certificate)
+	if err := verifyChain(peer, first.RootPool(), x509.ExtKeyUsageServerAuth); err != nil {
+		t.Errorf("a second config with the same storage has another mesh root: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package istiomesh
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -90,8 +91,48 @@ func (w *MTLSListenerWrapper) Provision(ctx caddy.Context) error {
 
 // WrapListener terminates mesh mTLS on ln's connections.
 func (w *MTLSListenerWrapper) WrapListener(ln net.Listener) net.Listener {
-	return tls.NewListener(ln, w.tlsConfig)
+	return tls.NewListener(tlsOnlyListener{ln}, w.tlsConfig)
 }
+
+// tlsOnlyListener closes connections that do not start with a TLS
+// handshake record. Go's http.Server would otherwise answer a plaintext
+// HTTP request with "400 Client sent an HTTP request to an HTTPS server";
+// an Istio sidecar in STRICT mode resets the connection instead.
+type tlsOnlyListener struct {
+	net.Listener
+}
+
+func (l tlsOnlyListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &tlsOnlyConn{Conn: conn}, nil
+}
+
+// tlsOnlyConn checks the first byte it reads. Only the TLS handshake reads
+// it, from one goroutine.
+type tlsOnlyConn struct {
+	net.Conn
+	checked bool
+}
+
+// recordTypeHandshake is the content type of a TLS handshake record.
+const recordTypeHandshake = 0x16
+
+func (c *tlsOnlyConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.checked && n > 0 {
+		c.checked = true
+		if p[0] != recordTypeHandshake {
+			c.Conn.Close()
+			return 0, errNotTLS
+		}
+	}
+	return n, err
+}
+
+var errNotTLS = errors.New("istio_mtls: the client did not start a TLS handshake")
 
 // ServerTLSConfig returns the TLS server config of mesh mTLS for id: its
 // certificate, a required client certificate chained to the mesh root with

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -95,15 +94,11 @@ func TestMTLSListenerWrapper(t *testing.T) {
 		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			return // refused
 		}
-		// Go answers a plaintext request to a TLS listener with a 400
-		// before closing; the handler never runs.
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			return
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode == http.StatusOK || strings.Contains(string(body), "HTTP/") {
+		// Closed without an answer, as a STRICT sidecar resets it (Go's
+		// own TLS server would answer 400).
+		if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
 			t.Errorf("plaintext request answered %d %q", resp.StatusCode, body)
 		}
 	})
