@@ -43,8 +43,8 @@ type clusterTransport struct {
 	// cap.
 	maxPending int64
 
-	// active counts the requests in flight (also for the retry budget),
-	// pending those waiting for a connection slot.
+	// active counts the requests on a connection, pending those waiting
+	// for one.
 	active  atomic.Int64
 	pending atomic.Int64
 
@@ -93,19 +93,18 @@ func connLimitsOf(cp *ConnectionPool) *connLimits {
 // cluster's limits. A request over a limit gets Envoy's overflow 503
 // without reaching an endpoint.
 func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if n := t.active.Add(1); t.maxRequests > 0 && n > t.maxRequests {
-		t.active.Add(-1)
+	// Envoy checks the active requests when a request arrives and again
+	// when it gets a connection; only requests on a connection are active
+	if t.maxRequests > 0 && t.active.Load() >= t.maxRequests {
 		return overflowResponse(req), nil
 	}
-	release := func() { t.active.Add(-1) }
-
+	releaseSlot := func() {}
 	if t.connSlots != nil {
 		select {
 		case t.connSlots <- struct{}{}:
 		default:
 			if n := t.pending.Add(1); t.maxPending > 0 && n > t.maxPending {
 				t.pending.Add(-1)
-				release()
 				return overflowResponse(req), nil
 			}
 			select {
@@ -113,14 +112,19 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 				t.pending.Add(-1)
 			case <-req.Context().Done():
 				t.pending.Add(-1)
-				release()
 				return nil, req.Context().Err()
 			}
 		}
-		release = func() {
-			<-t.connSlots
-			t.active.Add(-1)
-		}
+		releaseSlot = func() { <-t.connSlots }
+	}
+	if n := t.active.Add(1); t.maxRequests > 0 && n > t.maxRequests {
+		t.active.Add(-1)
+		releaseSlot()
+		return overflowResponse(req), nil
+	}
+	release := func() {
+		t.active.Add(-1)
+		releaseSlot()
 	}
 
 	var tracked *connState
@@ -181,8 +185,9 @@ func (t *clusterTransport) recordOutcome(req *http.Request, resp *http.Response,
 	}
 }
 
-// activeRequests returns the number of requests in flight.
-func (t *clusterTransport) activeRequests() int64 { return t.active.Load() }
+// activeRequests returns the number of requests in flight or waiting for
+// a connection, as Envoy's retry budget counts them.
+func (t *clusterTransport) activeRequests() int64 { return t.active.Load() + t.pending.Load() }
 
 // overflowResponse is Envoy's reply to a request over a circuit breaker: a
 // 503 marked x-envoy-overloaded, which the route does not retry and
