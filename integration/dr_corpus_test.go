@@ -1,10 +1,14 @@
 package integration
 
 import (
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -109,5 +113,67 @@ func TestDRCorpusReviewsRandom(t *testing.T) {
 		if seen[v] == 0 {
 			t.Errorf("version %s got no request: %v", v, seen)
 		}
+	}
+}
+
+// TestDRCorpusSimpleTLS: a DestinationRule with tls.mode SIMPLE
+// (caCertificates, sni) originates TLS to the endpoint, which verifies its
+// certificate, and forwards the client's Host unchanged, as Envoy does
+// (Caddy's transport alone would send the endpoint's address).
+func TestDRCorpusSimpleTLS(t *testing.T) {
+	requireBinaries(t)
+	var (
+		mu    sync.Mutex
+		hosts []string
+		tlsOn []bool
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hosts = append(hosts, r.Host)
+		tlsOn = append(tlsOn, r.TLS != nil)
+		mu.Unlock()
+		io.WriteString(w, "secure")
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = ln
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dr := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: shop
+spec:
+  host: shop
+  trafficPolicy:
+    tls:
+      mode: SIMPLE
+      caCertificates: %s
+      sni: example.com
+`, caFile)
+	config := joinDocs(kubeService("shop", vsPort), dr, workloadEntries(t, backends{"shop/v1": srv.Listener.Addr().String()}))
+	client := hostClient(t, meshAddr(startVSMesh(t, config)))
+
+	resp, err := client.Get(fmt.Sprintf("http://shop:%d/", vsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "secure" {
+		t.Fatalf("got %d %q, want 200 from the TLS endpoint", resp.StatusCode, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := fmt.Sprintf("shop:%d", vsPort)
+	if len(hosts) != 1 || hosts[0] != want || !tlsOn[0] {
+		t.Errorf("endpoint saw hosts %q (TLS %v), want one TLS request with Host %s", hosts, tlsOn, want)
 	}
 }

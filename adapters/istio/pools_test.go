@@ -56,6 +56,7 @@ func viewCluster(t *testing.T, c *istioapp.Cluster) clusterView {
 	t.Helper()
 	var proxy struct {
 		Transport     json.RawMessage `json:"transport"`
+		Headers       json.RawMessage `json:"headers"`
 		LoadBalancing struct {
 			SelectionPolicy json.RawMessage `json:"selection_policy"`
 		} `json:"load_balancing"`
@@ -66,6 +67,9 @@ func viewCluster(t *testing.T, c *istioapp.Cluster) clusterView {
 	v := clusterView{
 		"transport": canonicalJSON(t, proxy.Transport),
 		"selection": canonicalJSON(t, proxy.LoadBalancing.SelectionPolicy),
+	}
+	if len(proxy.Headers) > 0 {
+		v["headers"] = canonicalJSON(t, proxy.Headers)
 	}
 	add := func(key string, value any, isNil bool) {
 		if isNil {
@@ -103,6 +107,9 @@ func canonicalJSON(t *testing.T, j []byte) string {
 	}
 	return string(out)
 }
+
+// hostHeader keeps the request's Host on a TLS cluster.
+const hostHeader = `{"request":{"set":{"Host":["{http.request.hostport}"]}}}`
 
 // defaultTransport is the transport of a cluster without connection pool
 // or TLS settings: Istio's connect and idle timeouts.
@@ -261,6 +268,7 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
+				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 			},
 		},
@@ -269,6 +277,7 @@ connectionPool:
 			policy: `tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem, sni: shop.internal, subjectAltNames: [shop.internal]}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"ca":{"pem_files":["/ca.pem"],"provider":"file"},"client_certificate_file":"/c.pem","client_certificate_key_file":"/k.pem","server_name":"shop.internal"},"versions":["1.1"]}`,
+				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				"tls":       `{"subject_alt_names":["shop.internal"]}`,
 			},
@@ -278,6 +287,7 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE, insecureSkipVerify: true}` + "\n" + `connectionPool: {http: {h2UpgradePolicy: UPGRADE}}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"insecure_skip_verify":true,"server_name":"{http.request.host}"},"versions":["2"]}`,
+				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 			},
 		},
@@ -286,6 +296,7 @@ connectionPool:
 			policy: `tls: {mode: ISTIO_MUTUAL}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{},"versions":["1.1"]}`,
+				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				"tls":       `{"istio_mutual":true,"subject_alt_names":["spiffe://cluster.local/ns/default/sa/shop-v1","spiffe://cluster.local/ns/default/sa/shop-vm"]}`,
 			},
@@ -295,6 +306,7 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE, credentialName: shop-cred}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
+				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 			},
 			warnings: []string{"spec.trafficPolicy.tls.credentialName: "},
@@ -304,6 +316,7 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE, caCrl: /crl.pem}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
+				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 			},
 			warnings: []string{"spec.trafficPolicy.tls.caCrl: "},
