@@ -72,6 +72,13 @@ const distributeScale = 1000
 // label priority only when failover rules are set too, as Istio does.
 func planEndpoints(lb *LocalityLB, mesh *Mesh, dials []string, eps []*Workload) *endpointPlan {
 	plan := &endpointPlan{weights: make(map[string]uint32, len(dials))}
+	if len(eps) != len(dials) {
+		// endpoints are parallel to dials; be safe with a set without them
+		eps = make([]*Workload, len(dials))
+		for i := range eps {
+			eps[i] = new(Workload)
+		}
+	}
 	for i, dial := range dials {
 		plan.weights[dial] = max(eps[i].Weight, 1)
 	}

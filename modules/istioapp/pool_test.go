@@ -404,3 +404,10 @@ func TestLocalityFailoverThroughProxy(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanEndpointsWithoutWorkloads(t *testing.T) {
+	plan := planEndpoints(&LocalityLB{}, &Mesh{Locality: "r/z/s"}, []string{"a:80"}, nil)
+	if plan.weights["a:80"] != 1 || plan.priorities != nil {
+		t.Errorf("plan %+v, want weight 1 and no priorities", plan)
+	}
+}

@@ -147,6 +147,7 @@ func (reg *registry) endpointSet(svc *Service, port *ServicePort, subsetLabels m
 		case resolutionDNS, resolutionDNSRoundRobin:
 			if !strings.HasPrefix(svc.Hostname, "*") {
 				set.dials = []string{net.JoinHostPort(svc.Hostname, target)}
+				set.endpoints = []*Workload{{Address: svc.Hostname}}
 			}
 		case resolutionNone, resolutionDynamicDNS:
 			set.originalDestinationPort = target
