@@ -118,7 +118,10 @@ var identities = caddy.NewUsagePool()
 // app (pki.certificate_authorities.ID); DefaultCA needs no configuration,
 // the pki app then gets it with default settings (no trust store
 // installation). Either way the pki app loads its root and intermediate
-// from Caddy's storage or creates them there. The Identity is released when ctx is
+// from Caddy's storage or creates them there, and renews the intermediate.
+//
+// Call it from a module's Provision, so that the pki app it may load or
+// extend starts with the config. The Identity is released when ctx is
 // cancelled, that is when the config that provisioned the caller unloads;
 // callers need no cleanup of their own.
 func NewIdentity(ctx caddy.Context, caID, spiffeID string) (*Identity, error) {
