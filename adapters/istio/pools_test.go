@@ -108,6 +108,9 @@ func canonicalJSON(t *testing.T, j []byte) string {
 	return string(out)
 }
 
+// shopIdentities are the identities of the endpoints of poolService.
+const shopIdentities = `{"subject_alt_names":["spiffe://cluster.local/ns/default/sa/shop-v1","spiffe://cluster.local/ns/default/sa/shop-vm"]}`
+
 // hostHeader keeps the request's Host on a TLS cluster.
 const hostHeader = `{"request":{"set":{"Host":["{http.request.hostport}"]}}}`
 
@@ -270,6 +273,8 @@ connectionPool:
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
 				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
+				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
+				"tls": shopIdentities,
 			},
 		},
 		{
@@ -308,6 +313,8 @@ connectionPool:
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
 				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
+				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
+				"tls": shopIdentities,
 			},
 			warnings: []string{"spec.trafficPolicy.tls.credentialName: "},
 		},
@@ -318,6 +325,8 @@ connectionPool:
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
 				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
+				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
+				"tls": shopIdentities,
 			},
 			warnings: []string{"spec.trafficPolicy.tls.caCrl: "},
 		},

@@ -30,7 +30,8 @@ const autoSNI = "{http.request.host}"
 //   - DISABLE: plaintext;
 //   - SIMPLE: TLS verifying the server with caCertificates (the system
 //     roots when empty), SNI sni or the request's host, and the
-//     subjectAltNames checked by the runtime;
+//     subjectAltNames checked by the runtime (for a ServiceEntry host
+//     without them, the service's identities, as Istio does);
 //   - MUTUAL: SIMPLE plus the client certificate and key;
 //   - ISTIO_MUTUAL: TLS on, with the mesh certificate and the mesh CA set
 //     by the runtime; the server must present one of the identities of
@@ -53,9 +54,15 @@ func (t *translator) upstreamTLS(ct *networking.ClientTLSSettings, svc *service)
 			tc.ClientCertificateFile = ct.GetClientCertificate()
 			tc.ClientCertificateKeyFile = ct.GetPrivateKey()
 		}
+		sans := slices.Clone(ct.GetSubjectAltNames())
+		if len(sans) == 0 && svc != nil && svc.obj.Service == nil && !tc.InsecureSkipVerify {
+			// Istio: "use subject alt names specified in service entry
+			// if TLS settings does not have subject alt names".
+			sans = t.serviceIdentities(svc)
+		}
 		var ut *istioapp.UpstreamTLS
-		if sans := ct.GetSubjectAltNames(); len(sans) > 0 {
-			ut = &istioapp.UpstreamTLS{SubjectAltNames: slices.Clone(sans)}
+		if len(sans) > 0 {
+			ut = &istioapp.UpstreamTLS{SubjectAltNames: sans}
 		}
 		return tc, ut
 	case networking.ClientTLSSettings_ISTIO_MUTUAL:
