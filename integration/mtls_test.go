@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
@@ -323,6 +324,80 @@ spec:
 		t.Logf("%s: %d %q", tc.host, got.Status, got.Body)
 		if got.Status != http.StatusServiceUnavailable || strings.Contains(got.Body, "reviews saw") {
 			t.Errorf("%s (%s): got %d %q, want 503", tc.host, tc.why, got.Status, got.Body)
+		}
+	}
+}
+
+// TestMTLSSimultaneousStartShareOneCA: two mesh members that start at the
+// same moment on empty shared storage agree on one mesh root (the default
+// CA is created under a storage lock), so each trusts the other.
+func TestMTLSSimultaneousStartShareOneCA(t *testing.T) {
+	requireBinaries(t)
+	storage := t.TempDir()
+	addrs := []string{"127.0.0.1:" + strconv.Itoa(freePort(t)), "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	var procs []*process
+	for i, addr := range addrs {
+		dir := t.TempDir()
+		config, err := json.Marshal(map[string]any{
+			"admin":   map[string]any{"disabled": true},
+			"storage": map[string]any{"module": "file_system", "root": storage},
+			"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"mesh": map[string]any{
+				"listen":            []string{addr},
+				"listener_wrappers": []any{map[string]any{"wrapper": "istio_mtls"}},
+				"automatic_https":   map[string]any{"disable": true},
+			}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, "caddy.json")
+		if err := os.WriteFile(file, config, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, startProcess(t, "caddy-member-"+strconv.Itoa(i), caddyBin, []string{"run", "--config", file}, childEnv(filepath.Join(dir, "home")), nil))
+	}
+	var chains [][]*x509.Certificate
+	for i, addr := range addrs {
+		deadline := time.Now().Add(startTimeout)
+		var chain []*x509.Certificate
+		for chain == nil {
+			if procs[i].exited() {
+				t.Fatalf("member %d exited:\n%s", i, tail(procs[i].output.String(), 4096))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d did not serve TLS on %s within %v", i, addr, startTimeout)
+			}
+			// The server's chain is all we need; the handshake itself fails
+			// for want of a client certificate.
+			cfg := &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
+				chain = cs.PeerCertificates
+				return nil
+			}}
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
+			if err == nil {
+				conn.Close()
+			}
+			if chain == nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		chains = append(chains, chain)
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(storage, "pki", "authorities", "istio", "root.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(rootPEM) {
+		t.Fatal("no root certificate in storage")
+	}
+	for i, chain := range chains {
+		intermediates := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			intermediates.AddCert(c)
+		}
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: intermediates}); err != nil {
+			t.Errorf("member %d's certificate does not chain to the root in the shared storage: %v", i, err)
 		}
 	}
 }

@@ -205,7 +205,17 @@ func meshCA(ctx caddy.Context, caID string) (*caddypki.CA, error) {
 	if _, configured := pki.CAs[caID]; !configured && caID == DefaultCA {
 		installTrust := false // a mesh CA is not for browsers
 		ca := &caddypki.CA{Name: defaultCAName, InstallTrust: &installTrust}
-		if err := ca.Provision(ctx, caID, ctx.Logger().Named("pki")); err != nil {
+		// The storage lock keeps mesh members that start together on
+		// shared storage from creating a root each.
+		lockName := "pki_authority_" + caID
+		if err := ctx.Storage().Lock(ctx, lockName); err != nil {
+			return nil, fmt.Errorf("locking the mesh certificate authority in storage: %v", err)
+		}
+		err := ca.Provision(ctx, caID, ctx.Logger().Named("pki"))
+		if unlockErr := ctx.Storage().Unlock(ctx, lockName); unlockErr != nil {
+			ctx.Logger().Error("unlocking the mesh certificate authority in storage", zap.Error(unlockErr))
+		}
+		if err != nil {
 			return nil, fmt.Errorf("provisioning the mesh certificate authority %q: %v", caID, err)
 		}
 		if pki.CAs == nil {
