@@ -2,6 +2,8 @@ package istio
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -44,8 +46,12 @@ func (hp *hostPolicy) subset(name string) *networking.Subset {
 func (t *translator) hostPolicies() []*hostPolicy {
 	var out []*hostPolicy
 	byHost := make(map[string]*hostPolicy)
+	clients := t.clientNamespaces()
 	for _, dr := range t.destinationRules {
 		t.checkDestinationRule(dr)
+		if !t.checkExportTo(dr, clients) {
+			continue
+		}
 		hp := byHost[dr.host]
 		if hp == nil {
 			hp = &hostPolicy{host: dr.host, trafficPolicy: dr.spec.GetTrafficPolicy()}
@@ -164,15 +170,71 @@ func portLevelPolicy(tp *networking.TrafficPolicy, port uint32) (policy *network
 	return tp, false
 }
 
+// clientNamespaces are the namespaces of this proxy's clients, for whom
+// Istio would build the clusters: those of the mesh listeners' identities
+// (each Sidecar's namespace, "default" without Sidecar) and of the
+// Gateways (see proxyIdentity).
+func (t *translator) clientNamespaces() []string {
+	set := make(map[string]bool)
+	if len(t.sidecars) == 0 {
+		set[defaultProxyNamespace] = true
+	}
+	for _, sc := range t.sidecars {
+		set[sc.obj.Namespace] = true
+	}
+	for _, gw := range t.gateways {
+		set[gw.obj.Namespace] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// drExportedTo reports whether dr is visible to namespace ns: exportTo
+// empty or with "*" is every namespace, "." the DestinationRule's own.
+func drExportedTo(dr *destinationRule, ns string) bool {
+	to := dr.spec.GetExportTo()
+	if len(to) == 0 || slices.Contains(to, "*") {
+		return true
+	}
+	for _, e := range to {
+		if e == ns || (e == "." && ns == dr.obj.Namespace) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkExportTo reports whether dr applies to this proxy's clusters. The
+// clusters are shared by every listener of this proxy, so a
+// DestinationRule exported to none of the clients' namespaces is dropped,
+// and one exported to only some of them applies to all, with a warning.
+func (t *translator) checkExportTo(dr *destinationRule, clients []string) bool {
+	if len(dr.spec.GetExportTo()) == 0 {
+		return true
+	}
+	var seen, unseen []string
+	for _, ns := range clients {
+		if drExportedTo(dr, ns) {
+			seen = append(seen, ns)
+		} else {
+			unseen = append(unseen, ns)
+		}
+	}
+	switch {
+	case len(seen) == 0:
+		t.warn(dr.obj, "spec.exportTo", fmt.Sprintf("not exported to the namespace of any client of this proxy (%s): the DestinationRule is ignored", strings.Join(clients, ", ")))
+		return false
+	case len(unseen) > 0:
+		t.warn(dr.obj, "spec.exportTo", fmt.Sprintf("not exported to %s, but applies to its clients too: the clusters are shared by every listener of this proxy (exported to %s)", strings.Join(unseen, ", "), strings.Join(seen, ", ")))
+	}
+	return true
+}
+
 // checkDestinationRule warns about every field of dr that is not
 // translated, or not exactly, where it is written.
 func (t *translator) checkDestinationRule(dr *destinationRule) {
 	obj, spec := dr.obj, dr.spec
 	if spec.GetWorkloadSelector() != nil {
 		t.warn(obj, "spec.workloadSelector", "not implemented yet: the DestinationRule applies to every client (the clusters are shared by every listener of this proxy)")
-	}
-	if len(spec.GetExportTo()) > 0 {
-		t.warn(obj, "spec.exportTo", notImplemented+" (every client sees the DestinationRule: the clusters are shared by every listener of this proxy)")
 	}
 	t.checkTrafficPolicy(obj, "spec.trafficPolicy", spec.GetTrafficPolicy())
 	for i, s := range spec.GetSubsets() {

@@ -450,3 +450,59 @@ func indent(s, prefix string) string {
 	}
 	return b.String()
 }
+
+// TestDestinationRuleExportTo checks that a DestinationRule not exported
+// to the namespace of any client of this proxy is ignored, and one
+// exported to some of them applies with a warning.
+func TestDestinationRuleExportTo(t *testing.T) {
+	const gateway = `
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: edge}
+spec:
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+`
+	for _, tc := range []struct {
+		name, exportTo, namespace, extra string
+		wantPolicy                       string
+		warning                          string
+	}{
+		{name: "public", exportTo: `["*"]`, namespace: "default", wantPolicy: "istio_random"},
+		{name: "own namespace, the mesh listener's", exportTo: `["."]`, namespace: "default", wantPolicy: "istio_random"},
+		{name: "own namespace, no client there", exportTo: `["."]`, namespace: "elsewhere", wantPolicy: "least_request", warning: "not exported to the namespace of any client of this proxy (default)"},
+		{name: "named namespace", exportTo: `[default]`, namespace: "elsewhere", wantPolicy: "istio_random"},
+		{name: "some clients", exportTo: `["."]`, namespace: "default", extra: gateway, wantPolicy: "istio_random", warning: "not exported to edge, but applies to its clients too"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			input := poolService + `
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop, namespace: ` + tc.namespace + `}
+spec:
+  host: shop.example.org
+  exportTo: ` + tc.exportTo + `
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+` + tc.extra
+			a, warnings := adaptInline(t, input)
+			var got clusterView
+			for _, c := range a.app.Clusters {
+				if c.Name == "outbound|80||shop.example.org" {
+					got = viewCluster(t, c)
+				}
+			}
+			if want := `{"policy":"` + tc.wantPolicy + `"}`; got["selection"] != want {
+				t.Errorf("selection = %s, want %s", got["selection"], want)
+			}
+			if tc.warning != "" && !hasWarning(warnings, "spec.exportTo: ", tc.warning) {
+				t.Errorf("missing warning %q in %q", tc.warning, warnings)
+			}
+			if tc.warning == "" && hasWarning(warnings, "spec.exportTo") {
+				t.Errorf("unexpected warnings %q", warnings)
+			}
+		})
+	}
+}
