@@ -42,14 +42,38 @@ func (hp *hostPolicy) subset(name string) *networking.Subset {
 //
 // Istio looks DestinationRules up in the client's namespace, then the
 // service's, then the root namespace; this Caddy is one client for every
-// namespace, so rules of every namespace apply.
+// namespace, so rules of every namespace apply, if exported to a client
+// of this proxy (checkExportTo). A rule with a workloadSelector applies
+// when it selects this proxy (checkWorkloadSelector); as in Istio, it then
+// takes precedence over the rules without selector for its host, and
+// merges only with other such rules.
 func (t *translator) hostPolicies() []*hostPolicy {
-	var out []*hostPolicy
-	byHost := make(map[string]*hostPolicy)
 	clients := t.clientNamespaces()
+	identities := t.proxyWorkloads()
+	var selected, plain []*destinationRule
 	for _, dr := range t.destinationRules {
 		t.checkDestinationRule(dr)
 		if !t.checkExportTo(dr, clients) {
+			continue
+		}
+		if dr.spec.GetWorkloadSelector() == nil {
+			plain = append(plain, dr)
+		} else if t.checkWorkloadSelector(dr, identities) {
+			selected = append(selected, dr)
+		}
+	}
+	selectedHosts := make(map[string]*destinationRule)
+	for _, dr := range selected {
+		if selectedHosts[dr.host] == nil {
+			selectedHosts[dr.host] = dr
+		}
+	}
+
+	var out []*hostPolicy
+	byHost := make(map[string]*hostPolicy)
+	for _, dr := range append(selected, plain...) {
+		if sel := selectedHosts[dr.host]; sel != nil && dr.spec.GetWorkloadSelector() == nil {
+			t.warn(dr.obj, "spec.host", fmt.Sprintf("ignored: %s, whose workloadSelector selects this proxy, takes precedence for host %s (as in Istio)", sel.obj.Ref(), dr.host))
 			continue
 		}
 		hp := byHost[dr.host]
@@ -72,6 +96,58 @@ func (t *translator) hostPolicies() []*hostPolicy {
 		}
 	}
 	return out
+}
+
+// proxyWorkload is one workload this proxy stands for, as a
+// DestinationRule workloadSelector sees it.
+type proxyWorkload struct {
+	namespace string
+	labels    map[string]string
+}
+
+// proxyWorkloads are the workloads this proxy stands for (see
+// proxyIdentity): each Sidecar's (its workloadSelector labels, none
+// without selector) or the default mesh listener's (namespace "default",
+// no labels), each Gateway's (its selector labels), and the WorkloadEntry
+// of the mesh identity (buildMesh).
+func (t *translator) proxyWorkloads() []proxyWorkload {
+	var out []proxyWorkload
+	if len(t.sidecars) == 0 {
+		out = append(out, proxyWorkload{namespace: defaultProxyNamespace})
+	}
+	for _, sc := range t.sidecars {
+		out = append(out, proxyWorkload{namespace: sc.obj.Namespace, labels: sc.spec.GetWorkloadSelector().GetLabels()})
+	}
+	for _, gw := range t.gateways {
+		out = append(out, proxyWorkload{namespace: gw.obj.Namespace, labels: gw.spec.GetSelector()})
+	}
+	if w := t.proxyWorkload(); w != nil {
+		out = append(out, proxyWorkload{namespace: w.Namespace, labels: w.Labels})
+	}
+	return out
+}
+
+// checkWorkloadSelector reports whether dr, which has a workloadSelector,
+// applies to this proxy: it selects one of the proxy's workloads (same
+// namespace, labels containing matchLabels). The clusters are shared by
+// every listener of this proxy, so a rule selecting only some of them
+// applies to all, with a warning.
+func (t *translator) checkWorkloadSelector(dr *destinationRule, workloads []proxyWorkload) bool {
+	want := dr.spec.GetWorkloadSelector().GetMatchLabels()
+	matched := 0
+	for _, w := range workloads {
+		if w.namespace == dr.obj.Namespace && labelsContain(w.labels, want) {
+			matched++
+		}
+	}
+	switch {
+	case matched == 0:
+		t.warn(dr.obj, "spec.workloadSelector", "selects no workload of this proxy (Sidecar and Gateway selectors, the mesh WorkloadEntry): the DestinationRule is ignored")
+		return false
+	case matched < len(workloads):
+		t.warn(dr.obj, "spec.workloadSelector", "selects only some of the workloads of this proxy, but applies to all: the clusters are shared by every listener of this proxy")
+	}
+	return true
 }
 
 // policyFor returns the merged DestinationRules that apply to a service
@@ -233,9 +309,6 @@ func (t *translator) checkExportTo(dr *destinationRule, clients []string) bool {
 // translated, or not exactly, where it is written.
 func (t *translator) checkDestinationRule(dr *destinationRule) {
 	obj, spec := dr.obj, dr.spec
-	if spec.GetWorkloadSelector() != nil {
-		t.warn(obj, "spec.workloadSelector", "not implemented yet: the DestinationRule applies to every client (the clusters are shared by every listener of this proxy)")
-	}
 	t.checkTrafficPolicy(obj, "spec.trafficPolicy", spec.GetTrafficPolicy())
 	for i, s := range spec.GetSubsets() {
 		t.checkTrafficPolicy(obj, fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), s.GetTrafficPolicy())

@@ -506,3 +506,71 @@ spec:
 		})
 	}
 }
+
+// TestDestinationRuleWorkloadSelector checks that a DestinationRule with a
+// workloadSelector applies when it selects this proxy (a Sidecar's
+// workloadSelector labels, in the Sidecar's namespace), taking precedence
+// over the rule without selector, and is ignored otherwise.
+func TestDestinationRuleWorkloadSelector(t *testing.T) {
+	const rules = `
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop-all, namespace: default}
+spec:
+  host: shop.example.org
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop-sleep, namespace: default}
+spec:
+  host: shop.example.org
+  workloadSelector: {matchLabels: {app: sleep}}
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+`
+	sidecar := func(ns string) string {
+		return `
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: sleep, namespace: ` + ns + `}
+spec:
+  workloadSelector: {labels: {app: sleep, version: v1}}
+  egress: [{hosts: ["*/*"]}]
+`
+	}
+	for _, tc := range []struct {
+		name, input, wantPolicy string
+		warnings                []string
+	}{
+		{
+			name: "selects this proxy", input: poolService + rules + sidecar("default"), wantPolicy: "istio_random",
+			warnings: []string{"spec.host: ", "shop-sleep, whose workloadSelector selects this proxy, takes precedence"},
+		},
+		{
+			name: "other namespace", input: poolService + rules + sidecar("other"), wantPolicy: "istio_round_robin",
+			warnings: []string{"spec.workloadSelector: ", "selects no workload of this proxy"},
+		},
+		{
+			name: "no Sidecar", input: poolService + rules, wantPolicy: "istio_round_robin",
+			warnings: []string{"spec.workloadSelector: ", "selects no workload of this proxy"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, warnings := adaptInline(t, tc.input)
+			var got clusterView
+			for _, c := range a.app.Clusters {
+				if c.Name == "outbound|80||shop.example.org" {
+					got = viewCluster(t, c)
+				}
+			}
+			if want := `{"policy":"` + tc.wantPolicy + `"}`; got["selection"] != want {
+				t.Errorf("selection = %s, want %s", got["selection"], want)
+			}
+			if !hasWarning(warnings, tc.warnings...) {
+				t.Errorf("missing warning %q in %q", tc.warnings, warnings)
+			}
+		})
+	}
+}
