@@ -276,3 +276,41 @@ func portOf(t *testing.T, addr string) string {
 	}
 	return port
 }
+
+// TestDRMaxRequestsPerConnection: http.maxRequestsPerConnection 2 makes
+// the proxy open a new upstream connection every second request.
+func TestDRMaxRequestsPerConnection(t *testing.T) {
+	requireBinaries(t)
+	var mu sync.Mutex
+	conns := map[string]int{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	b := &switchBackend{name: "v1", addr: ln.Addr().String()}
+	config := poolConfig(t, `    connectionPool:
+      http:
+        maxRequestsPerConnection: 2
+`, b)
+	client := hostClient(t, meshAddr(startVSMesh(t, config)))
+	for range 6 {
+		req, _ := http.NewRequest(http.MethodGet, poolURL(), nil)
+		if r := do(t, client, req); r.Status != http.StatusOK {
+			t.Fatalf("%v", r)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 3 {
+		t.Errorf("6 requests with at most 2 per connection reached the backend on %d connections (%v), want 3", len(conns), conns)
+	}
+}
