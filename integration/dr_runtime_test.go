@@ -314,3 +314,78 @@ func TestDRMaxRequestsPerConnection(t *testing.T) {
 		t.Errorf("6 requests with at most 2 per connection reached the backend on %d connections (%v), want 3", len(conns), conns)
 	}
 }
+
+// TestDRLocalityFailover: this proxy (the Sidecar's WorkloadEntry) is in
+// us-east/z1/s1; with outlier detection, requests go to the endpoint of
+// its own locality only, and to the other region once it is ejected.
+func TestDRLocalityFailover(t *testing.T) {
+	requireBinaries(t)
+	local := startSwitchBackend(t, "local", 503, nil)
+	remote := startSwitchBackend(t, "remote", 503, nil)
+	entry := func(name, addr, locality string) string {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: %s
+spec:
+  address: %s
+  locality: %s
+  labels:
+    app: %s
+  ports:
+    http: %s
+`, name, host, locality, map[bool]string{true: "proxy", false: "pool"}[name == "proxy"], port)
+	}
+	vs := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: pool
+spec:
+  hosts:
+  - pool
+  http:
+  - route:
+    - destination:
+        host: pool
+`
+	dr := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: pool
+spec:
+  host: pool
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1h
+      baseEjectionTime: 1h
+`
+	bind := randomLoopback()
+	config := joinDocs(kubeService("pool", vsPort), vs, dr,
+		entry("pool-remote", remote.addr, "eu-west/z1/s1"),
+		entry("pool-local", local.addr, "us-east/z1/s1"),
+		entry("proxy", "127.0.0.1:1", "us-east/z1/s1"),
+		vsSidecar("dr-locality", bind, map[string]string{"app": "proxy"}, vsPort))
+	startCaddy(t, config, meshAddr(bind))
+	client := hostClient(t, meshAddr(bind))
+	get := func() answer {
+		req, _ := http.NewRequest(http.MethodGet, poolURL(), nil)
+		return do(t, client, req)
+	}
+	for range 10 {
+		if r := get(); r.Body != "local" {
+			t.Fatalf("healthy local endpoint: %v %q, want every request at the local endpoint", r, r.Body)
+		}
+	}
+	local.failing.Store(true)
+	get() // its 503 ejects it
+	for range 10 {
+		if r := get(); r.Body != "remote" {
+			t.Fatalf("local endpoint ejected: %v %q, want the other region's endpoint", r, r.Body)
+		}
+	}
+}
