@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -387,5 +388,74 @@ spec:
 		if r := get(); r.Body != "remote" {
 			t.Fatalf("local endpoint ejected: %v %q, want the other region's endpoint", r, r.Body)
 		}
+	}
+}
+
+// TestDRTunnel: with trafficPolicy.tunnel, each upstream connection is an
+// HTTP CONNECT tunnel that the endpoint (a proxy) opens to the target.
+func TestDRTunnel(t *testing.T) {
+	requireBinaries(t)
+	target := startSwitchBackend(t, "target", 503, nil)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var connects atomic.Int32
+	var badRequest atomic.Value
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				buf := make([]byte, 0, 512)
+				one := make([]byte, 1)
+				// read the CONNECT request head byte by byte, so nothing
+				// after it is consumed
+				for !strings.HasSuffix(string(buf), "\r\n\r\n") && len(buf) < 4096 {
+					if _, err := conn.Read(one); err != nil {
+						return
+					}
+					buf = append(buf, one[0])
+				}
+				if want := "CONNECT " + target.addr + " HTTP/1.1\r\n"; !strings.HasPrefix(string(buf), want) {
+					badRequest.Store(string(buf))
+					io.WriteString(conn, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+					return
+				}
+				connects.Add(1)
+				up, err := net.DialTimeout("tcp", target.addr, 5*time.Second)
+				if err != nil {
+					io.WriteString(conn, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+					return
+				}
+				defer up.Close()
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\n\r\n")
+				go io.Copy(up, conn)
+				io.Copy(conn, up)
+			}()
+		}
+	}()
+
+	host, port, _ := net.SplitHostPort(target.addr)
+	config := poolConfig(t, fmt.Sprintf(`    tunnel:
+      protocol: CONNECT
+      targetHost: %s
+      targetPort: %s
+`, host, port), &switchBackend{name: "proxy", addr: ln.Addr().String()})
+	client := hostClient(t, meshAddr(startVSMesh(t, config)))
+	req, _ := http.NewRequest(http.MethodGet, poolURL(), nil)
+	if r := do(t, client, req); r.Status != http.StatusOK || r.Body != "target" {
+		t.Errorf("through the tunnel: %v %q, want 200 from the target", r, r.Body)
+	}
+	if bad := badRequest.Load(); bad != nil {
+		t.Errorf("the endpoint got %q, want CONNECT %s", bad, target.addr)
+	}
+	if connects.Load() == 0 {
+		t.Error("no CONNECT reached the endpoint")
 	}
 }
