@@ -459,3 +459,30 @@ func TestDRTunnel(t *testing.T) {
 		t.Error("no CONNECT reached the endpoint")
 	}
 }
+
+// TestDROutlierAllEjected: with its only endpoint ejected (panic mode off,
+// Istio's default), the cluster answers Envoy's "no healthy upstream".
+func TestDROutlierAllEjected(t *testing.T) {
+	requireBinaries(t)
+	bad := startSwitchBackend(t, "bad", 500, nil)
+	bad.failing.Store(true)
+	config := poolConfig(t, `    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1h
+      baseEjectionTime: 1h
+`, bad)
+	client := hostClient(t, meshAddr(startVSMesh(t, config)))
+	get := func() answer {
+		req, _ := http.NewRequest(http.MethodGet, poolURL(), nil)
+		return do(t, client, req)
+	}
+	if r := get(); r.Status != http.StatusInternalServerError {
+		t.Fatalf("first request: %v, want the endpoint's 500", r)
+	}
+	if r := get(); r.Status != http.StatusServiceUnavailable || r.Body != "no healthy upstream" {
+		t.Errorf("endpoint ejected: %v %q, want 503 no healthy upstream", r, r.Body)
+	}
+	if n := bad.requests.Load(); n != 1 {
+		t.Errorf("the ejected endpoint got %d requests, want 1", n)
+	}
+}
