@@ -486,3 +486,61 @@ func TestDROutlierAllEjected(t *testing.T) {
 		t.Errorf("the ejected endpoint got %d requests, want 1", n)
 	}
 }
+
+// TestDROutlierSurvivesReload: an ejected endpoint stays ejected when the
+// configuration is reloaded with the cluster unchanged.
+func TestDROutlierSurvivesReload(t *testing.T) {
+	requireBinaries(t)
+	good := startSwitchBackend(t, "good", 500, nil)
+	bad := startSwitchBackend(t, "bad", 500, nil)
+	bad.failing.Store(true)
+	config := poolConfig(t, `    loadBalancer:
+      simple: ROUND_ROBIN
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1h
+      baseEjectionTime: 1h
+      maxEjectionPercent: 100
+`, good, bad)
+	bind := randomLoopback()
+	full := joinDocs(config, vsSidecar("vsfields", bind, nil, vsPort))
+	caddy := startCaddy(t, full, meshAddr(bind))
+	client := hostClient(t, meshAddr(bind))
+	get := func() answer {
+		req, _ := http.NewRequest(http.MethodGet, poolURL(), nil)
+		return do(t, client, req)
+	}
+	for i := 0; bad.requests.Load() == 0; i++ {
+		if i == 10 {
+			t.Fatal("the failing endpoint got no request")
+		}
+		get()
+	}
+
+	// reload the same configuration (forced: Caddy skips an unchanged one)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+caddy.adminAddr+"/load", strings.NewReader(full))
+	req.Header.Set("Content-Type", "text/istio")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reload: %d %s", resp.StatusCode, body)
+	}
+	if n := strings.Count(caddy.output.String(), "istio registry loaded"); n < 2 {
+		t.Fatalf("the istio app was loaded %d times, want a reload", n)
+	}
+
+	before := bad.requests.Load()
+	for range 10 {
+		if r := get(); r.Status != http.StatusOK {
+			t.Errorf("after the reload: %v, want 200 from the healthy endpoint", r)
+		}
+	}
+	if n := bad.requests.Load(); n != before {
+		t.Errorf("the ejected endpoint got %d requests after the reload, want none", n-before)
+	}
+}
