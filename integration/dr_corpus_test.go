@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -9,9 +10,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-istio/caddy-istio/modules/istiomesh"
 )
 
 // The sample DestinationRules of the corpus, unmodified, through the real
@@ -175,5 +181,98 @@ spec:
 	want := fmt.Sprintf("shop:%d", vsPort)
 	if len(hosts) != 1 || hosts[0] != want || !tlsOn[0] {
 		t.Errorf("endpoint saw hosts %q (TLS %v), want one TLS request with Host %s", hosts, tlsOn, want)
+	}
+}
+
+// TestDRCorpusGatewayIstioMutual: a Gateway HTTPS server with tls.mode
+// ISTIO_MUTUAL terminates mesh mTLS with this proxy's identity (the
+// WorkloadEntry its selector picks: serviceAccount ingress in
+// istio-system) and routes by its VirtualService; a mesh client that
+// expects that identity is answered, and a plaintext client is not.
+func TestDRCorpusGatewayIstioMutual(t *testing.T) {
+	requireBinaries(t)
+	const ingressID = "spiffe://cluster.local/ns/istio-system/sa/ingress"
+	web := startRecorder(t, "web", http.StatusOK, 0)
+	bind := randomLoopback()
+	port := freePort(t)
+	gateway := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: mesh-ingress
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: %d
+      name: https-mesh
+      protocol: HTTPS
+    bind: %s
+    hosts:
+    - "*"
+    tls:
+      mode: ISTIO_MUTUAL
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: ingress
+  namespace: istio-system
+spec:
+  address: 127.0.0.1
+  labels:
+    istio: ingressgateway
+  serviceAccount: ingress
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: web
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - mesh-ingress
+  http:
+  - route:
+    - destination:
+        host: web
+`, port, bind)
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	g := startCaddy(t, joinDocs(kubeService("web", vsPort), workloadEntries(t, backends{"web/v1": web.addr}), gateway), addr)
+
+	// The test process joins the mesh through the gateway's storage, where
+	// the gateway created the mesh CA.
+	storage := filepath.Join(filepath.Dir(g.configFile), "home", "data", "caddy")
+	cfg := meshStorageConfig(storage)
+	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatalf("loading the client's caddy config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	client, err := istiomesh.NewIdentity(caddy.ActiveContext(), "istio", productpageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	resp, body, err := mtlsGet(t, "https://"+addr+"/", client, []string{ingressID}, false)
+	if err != nil {
+		t.Fatalf("mesh client expecting %s: %v", ingressID, err)
+	}
+	if resp.StatusCode != http.StatusOK || body != "web" {
+		t.Errorf("got %d %q, want 200 from web", resp.StatusCode, body)
+	}
+	if _, _, err := mtlsGet(t, "https://"+addr+"/", client, []string{reviewsID}, false); err == nil {
+		t.Errorf("a client expecting %s accepted the gateway", reviewsID)
+	}
+	plain := hostClient(t, addr)
+	if resp, err := plain.Get("http://web/"); err == nil {
+		resp.Body.Close()
+		t.Errorf("plaintext request answered %d", resp.StatusCode)
 	}
 }
