@@ -6,7 +6,9 @@
 package caddyfile_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -59,6 +61,22 @@ func TestIstioFaultAdapt(t *testing.T) {
 }
 
 // readAdaptCase splits a .caddyfiletest file at its "----------" line.
+// update rewrites the expected JSON of the golden files that differ.
+var update = flag.Bool("update", false, "rewrite the expected JSON of golden files that differ")
+
+// writeAdaptCase rewrites file with input and the adapted JSON, indented
+// as the golden files are.
+func writeAdaptCase(t *testing.T, file, input string, adapted []byte) {
+	t.Helper()
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, adapted, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(input+"\n----------\n"+indented.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func readAdaptCase(t *testing.T, file string) (input, expected string) {
 	t.Helper()
 	data, err := os.ReadFile(file)

@@ -70,7 +70,11 @@ func checkAdapt(t *testing.T, file string) {
 		t.Fatalf("expected JSON in %s: %v", file, err)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("adapted:\n%s\nwant:\n%s", adapted, expected)
+		if *update {
+			writeAdaptCase(t, file, input, adapted)
+			return
+		}
+		t.Fatalf("adapted:\n%s\nwant:\n%s (go test ./caddyfile -update rewrites the expected JSON)", adapted, expected)
 	}
 }
 
