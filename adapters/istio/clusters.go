@@ -132,12 +132,16 @@ func retryBudgetOf(rb *networking.TrafficPolicy_RetryBudget) *istioapp.RetryBudg
 	if rb == nil {
 		return nil
 	}
-	out := &istioapp.RetryBudget{Percent: defaultRetryBudgetPercent, MinRetryConcurrency: defaultRetryBudgetMinConcurrency}
+	out := &istioapp.RetryBudget{Percent: ptr(float64(defaultRetryBudgetPercent)), MinRetryConcurrency: defaultRetryBudgetMinConcurrency}
 	if p := rb.GetPercent(); p != nil {
-		out.Percent = p.GetValue()
+		out.Percent = ptr(p.GetValue())
 	}
 	if n := rb.GetMinRetryConcurrency(); n > 0 {
 		out.MinRetryConcurrency = n
 	}
 	return out
 }
+
+// ptr returns a pointer to v, for optional configuration fields whose zero
+// value is meaningful.
+func ptr[T any](v T) *T { return &v }

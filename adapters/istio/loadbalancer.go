@@ -109,11 +109,11 @@ func warmupOf(lb *networking.LoadBalancerSettings) *istioapp.Warmup {
 	if wc := lb.GetWarmup(); wc != nil {
 		w = &istioapp.Warmup{
 			Duration:       caddy.Duration(wc.GetDuration().AsDuration()),
-			MinimumPercent: defaultWarmupMinimumPercent,
+			MinimumPercent: ptr(float64(defaultWarmupMinimumPercent)),
 			Aggression:     defaultWarmupAggression,
 		}
 		if v := wc.GetMinimumPercent(); v != nil {
-			w.MinimumPercent = v.GetValue()
+			w.MinimumPercent = ptr(v.GetValue())
 		}
 		if v := wc.GetAggression(); v != nil {
 			w.Aggression = v.GetValue()
@@ -121,7 +121,7 @@ func warmupOf(lb *networking.LoadBalancerSettings) *istioapp.Warmup {
 	} else if d := lb.GetWarmupDurationSecs(); d != nil {
 		w = &istioapp.Warmup{
 			Duration:       caddy.Duration(d.AsDuration()),
-			MinimumPercent: defaultWarmupMinimumPercent,
+			MinimumPercent: ptr(float64(defaultWarmupMinimumPercent)),
 			Aggression:     defaultWarmupAggression,
 		}
 	}

@@ -58,9 +58,9 @@ func (ch *ClusterHandler) AdmitRetry() (done func(), ok bool) {
 // max(MinRetryConcurrency, Percent% of the active requests).
 func retryCapOf(c *Cluster, t *clusterTransport) func() int64 {
 	if b := c.RetryBudget; b != nil {
-		percent := b.Percent
-		if percent <= 0 {
-			percent = defaultRetryBudgetPercent
+		percent := float64(defaultRetryBudgetPercent)
+		if b.Percent != nil {
+			percent = max(*b.Percent, 0)
 		}
 		minimum := int64(b.MinRetryConcurrency)
 		if minimum == 0 {

@@ -159,7 +159,7 @@ type Tunnel struct {
 // RetryBudget is Envoy's retry budget: at most max(MinRetryConcurrency,
 // Percent% of active requests) retries in progress.
 type RetryBudget struct {
-	Percent             float64 `json:"percent,omitempty"`               // default 20
+	Percent             *float64 `json:"percent,omitempty"`               // default 20; 0 is 0
 	MinRetryConcurrency uint32  `json:"min_retry_concurrency,omitempty"` // default 3
 }
 
@@ -282,7 +282,7 @@ type LocalityFailover struct {
 // Duration old.
 type Warmup struct {
 	Duration       caddy.Duration `json:"duration"`
-	MinimumPercent float64        `json:"minimum_percent,omitempty"` // default 10
+	MinimumPercent *float64       `json:"minimum_percent,omitempty"` // default 10; 0 is 0
 	Aggression     float64        `json:"aggression,omitempty"`      // default 1
 }
 
