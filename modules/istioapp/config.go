@@ -160,7 +160,7 @@ type Tunnel struct {
 // Percent% of active requests) retries in progress.
 type RetryBudget struct {
 	Percent             *float64 `json:"percent,omitempty"`               // default 20; 0 is 0
-	MinRetryConcurrency uint32  `json:"min_retry_concurrency,omitempty"` // default 3
+	MinRetryConcurrency uint32   `json:"min_retry_concurrency,omitempty"` // default 3
 }
 
 // ConnectionPool is a cluster's circuit-breaker limits. A zero value means
