@@ -111,6 +111,14 @@ type Cluster struct {
 	// reverse_proxy with Caddy's defaults.
 	Proxy json.RawMessage `json:"proxy,omitempty"`
 
+	// OriginalDestination forwards each request to the host the client
+	// asked for (its Host, on the cluster's target port) instead of
+	// balancing over the endpoints: DestinationRule loadBalancer.simple
+	// PASSTHROUGH, Envoy's ORIGINAL_DST cluster. Caddy has no intercepted
+	// connections, so the requested host stands for the original
+	// destination, as for a service with resolution NONE.
+	OriginalDestination bool `json:"original_destination,omitempty"`
+
 	// ConnectionPool holds the limits of Envoy's circuit breakers and the
 	// per-connection limits Caddy's transport lacks (DestinationRule
 	// connectionPool). Transport settings Caddy has (dial_timeout,
