@@ -194,6 +194,9 @@ func TestClusterStateAcrossReloads(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	added1, lease1 := acquireClusterState(c, []string{"a:80", "b:80"}, t0)
 	lease1.outlier.record("a:80", resultResponse, 500)
+	if !added1["a:80"].IsZero() || !added1["b:80"].IsZero() {
+		t.Errorf("added at %v, want the zero time (no slow start) for a new cluster's endpoints", added1)
+	}
 
 	// a reload: the new config is provisioned before the old is cleaned up
 	added2, lease2 := acquireClusterState(c, []string{"a:80", "c:80"}, t0.Add(time.Minute))
@@ -204,9 +207,15 @@ func TestClusterStateAcrossReloads(t *testing.T) {
 	if got := ejectedList(lease2.outlier); got != "a:80" {
 		t.Errorf("ejected after reload %q, want a:80", got)
 	}
-	if !added2["a:80"].Equal(added1["a:80"]) || !added2["c:80"].Equal(t0.Add(time.Minute)) {
-		t.Errorf("added at %v, want a:80 kept from %v and c:80 new", added2, added1)
+	if !added2["a:80"].IsZero() || !added2["c:80"].Equal(t0.Add(time.Minute)) {
+		t.Errorf("added at %v, want a:80 kept at the zero time and c:80 new", added2)
 	}
+	// a later endpoint keeps its first-seen time over the next reload
+	added3, lease4 := acquireClusterState(c, []string{"a:80", "c:80"}, t0.Add(2*time.Minute))
+	if !added3["a:80"].IsZero() || !added3["c:80"].Equal(t0.Add(time.Minute)) {
+		t.Errorf("added at %v after a second reload, want a:80 zero and c:80 from the first reload", added3)
+	}
+	lease4.release()
 
 	// changed settings start afresh
 	c2 := &Cluster{Name: c.Name, OutlierDetection: &OutlierDetection{Consecutive5xxErrors: 2, Interval: caddy.Duration(time.Hour)}}

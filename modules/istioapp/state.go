@@ -19,7 +19,8 @@ var clusterStates = struct {
 type clusterState struct {
 	users int
 
-	// addedAt is when each endpoint (dial) was first seen in the cluster.
+	// addedAt is when each endpoint (dial) was first seen in the cluster;
+	// the zero time for the endpoints the cluster was created with.
 	addedAt map[string]time.Time
 
 	// outlierKey is the JSON of the OutlierDetection settings outlier
@@ -35,14 +36,18 @@ type stateLease struct {
 }
 
 // acquireClusterState registers a use of the state of cluster c with the
-// endpoints dials. It returns when each endpoint joined, and the outlier
+// endpoints dials. It returns when each endpoint joined: the zero time for
+// the endpoints present when the state is created, since Envoy does not
+// slow-start the hosts of a new cluster, only hosts added to it later;
+// now for an endpoint first seen in a later configuration. And the outlier
 // detector (nil when c has no outlier detection), whose sweep runs until
 // the lease is released.
 func acquireClusterState(c *Cluster, dials []string, now time.Time) (addedAt map[string]time.Time, lease *stateLease) {
 	clusterStates.Lock()
 	defer clusterStates.Unlock()
 	st := clusterStates.byName[c.Name]
-	if st == nil {
+	created := st == nil
+	if created {
 		st = &clusterState{addedAt: map[string]time.Time{}}
 		clusterStates.byName[c.Name] = st
 	}
@@ -50,9 +55,12 @@ func acquireClusterState(c *Cluster, dials []string, now time.Time) (addedAt map
 
 	addedAt = make(map[string]time.Time, len(dials))
 	for _, dial := range dials {
-		if t, ok := st.addedAt[dial]; ok {
+		switch t, ok := st.addedAt[dial]; {
+		case ok:
 			addedAt[dial] = t
-		} else {
+		case created:
+			addedAt[dial] = time.Time{}
+		default:
 			addedAt[dial] = now
 		}
 	}
