@@ -116,6 +116,9 @@ func (t *translator) addCluster(c *istioapp.Cluster, svc *service, policy *netwo
 		c.Tunnel = &istioapp.Tunnel{TargetHost: tn.GetTargetHost(), TargetPort: tn.GetTargetPort()}
 	}
 	c.RetryBudget = retryBudgetOf(policy.GetRetryBudget())
+	// PASSTHROUGH is Envoy's ORIGINAL_DST cluster: the request's host, not
+	// the endpoints
+	c.OriginalDestination = policy.GetLoadBalancer().GetSimple() == networking.LoadBalancerSettings_PASSTHROUGH
 	t.clusters = append(t.clusters, c)
 	t.clusterByName[c.Name] = c
 }

@@ -23,9 +23,10 @@ const (
 // default):
 //
 //   - simple unset, UNSPECIFIED, LEAST_REQUEST, LEAST_CONN (a deprecated
-//     alias Istio also sends to Envoy's LEAST_REQUEST), and PASSTHROUGH
-//     (not supported, warned by checkLoadBalancer): least_request, Envoy's
-//     power of two choices over active requests;
+//     alias Istio also sends to Envoy's LEAST_REQUEST): least_request,
+//     Envoy's power of two choices over active requests; PASSTHROUGH
+//     too, where it never chooses: the cluster forwards to the original
+//     destination (Cluster.OriginalDestination, see addCluster);
 //   - ROUND_ROBIN: istio_round_robin; RANDOM: istio_random (Envoy's
 //     weighted policies; Caddy's own ignore endpoint weights);
 //   - consistentHash: ring_hash (the default algorithm) or maglev, with the
@@ -186,10 +187,6 @@ func (t *translator) checkLoadBalancer(obj *istioyaml.Object, path string, lb *n
 		return
 	}
 	switch p := lb.GetLbPolicy().(type) {
-	case *networking.LoadBalancerSettings_Simple:
-		if p.Simple == networking.LoadBalancerSettings_PASSTHROUGH {
-			t.warn(obj, path+".simple", "PASSTHROUGH (Envoy's original destination) is not supported: LEAST_REQUEST (the default) is used over the service's endpoints; a service with resolution NONE and no endpoints already forwards to the host the client asked for")
-		}
 	case *networking.LoadBalancerSettings_ConsistentHash:
 		ch := p.ConsistentHash
 		if c := ch.GetHttpCookie(); c != nil && len(c.GetAttributes()) > 0 {

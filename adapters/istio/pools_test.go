@@ -88,6 +88,7 @@ func viewCluster(t *testing.T, c *istioapp.Cluster) clusterView {
 	add("warmup", c.Warmup, c.Warmup == nil)
 	add("tunnel", c.Tunnel, c.Tunnel == nil)
 	add("retry_budget", c.RetryBudget, c.RetryBudget == nil)
+	add("original_destination", c.OriginalDestination, !c.OriginalDestination)
 	return v
 }
 
@@ -365,9 +366,18 @@ connectionPool:
 		},
 		{
 			name:     "unsupported load balancers",
-			policy:   `loadBalancer: {simple: PASSTHROUGH, zoneAwareLbSetting: {enabled: true}}`,
+			policy:   `loadBalancer: {simple: LEAST_REQUEST, zoneAwareLbSetting: {enabled: true}}`,
 			want:     clusterView{"transport": defaultTransport, "selection": `{"policy":"least_request"}`},
-			warnings: []string{"spec.trafficPolicy.loadBalancer.simple: ", "spec.trafficPolicy.loadBalancer.zoneAwareLbSetting: "},
+			warnings: []string{"spec.trafficPolicy.loadBalancer.zoneAwareLbSetting: "},
+		},
+		{
+			name:   "passthrough",
+			policy: `loadBalancer: {simple: PASSTHROUGH}`,
+			want: clusterView{
+				"transport":            defaultTransport,
+				"selection":            `{"policy":"least_request"}`,
+				"original_destination": `true`,
+			},
 		},
 		{
 			name:    "subset replaces whole blocks",

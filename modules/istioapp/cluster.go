@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,10 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 		return nil, err
 	}
 	set := a.registry.endpointSet(svc, port, c.Labels)
+	if c.OriginalDestination {
+		// Envoy's ORIGINAL_DST: the endpoints are not used
+		set = &endpointSet{originalDestinationPort: strconv.FormatUint(uint64(defaultTargetPort(port)), 10)}
+	}
 	proxy.DynamicUpstreams = set
 	if err := proxy.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("provisioning reverse_proxy: %v", err)

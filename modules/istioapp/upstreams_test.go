@@ -305,3 +305,24 @@ func TestFreshUpstreams(t *testing.T) {
 		})
 	}
 }
+
+func TestOriginalDestinationIgnoresEndpoints(t *testing.T) {
+	srv := handlerBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "original "+r.Host) })
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	target, _ := parsePort(port)
+	cfg := &App{
+		Services: []*Service{{
+			Hostname: "svc.example", Resolution: "STATIC",
+			Ports: []*ServicePort{{Number: 80, Name: "http", TargetPort: target}},
+			// an endpoint nothing listens on: it must not be dialled
+			Endpoints: []*Workload{{Address: "127.0.0.1", Ports: map[string]uint32{"http": 1}}},
+		}},
+		Clusters: []*Cluster{{Name: "outbound|80||svc.example", Service: "svc.example", Port: 80, OriginalDestination: true}},
+	}
+	app, _ := provisionApp(t, mustJSON(t, cfg))
+	ch := app.ClusterHandler("outbound|80||svc.example")
+	code, body := serve(t, ch, httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8080/", nil))
+	if code != http.StatusOK || body != "original 127.0.0.1:8080" {
+		t.Errorf("got %d %q, want 200 from the request's host on the target port", code, body)
+	}
+}
