@@ -323,6 +323,34 @@ func TestPlanEndpointsDistribute(t *testing.T) {
 	}
 }
 
+// TestPlanEndpointsDistributeNoMatch: distribute rules none of which
+// matches this proxy (or a proxy without locality) apply no locality
+// weighting and no failover, as Istio's applyLocalityWeights: every
+// endpoint keeps its own weight, none is excluded, one priority.
+func TestPlanEndpointsDistributeNoMatch(t *testing.T) {
+	dials := []string{"a", "b", "c"}
+	eps := []*Workload{
+		{Locality: "us-east/z1/s1", Weight: 2},
+		{Locality: "us-east/z2/s1"},
+		{Locality: "eu-west/z1/s1", Weight: 5},
+	}
+	lb := &LocalityLB{
+		Distribute: []*LocalityDistribute{{From: "ap-south/*", To: map[string]uint32{"ap-south/*": 100}}},
+		Failover:   []*LocalityFailover{{From: "us-east", To: "eu-west"}},
+	}
+	for _, mesh := range []*Mesh{{Locality: "us-east/z1/s1"}, {}, nil} {
+		plan := planEndpoints(lb, mesh, dials, eps)
+		if plan.priorities != nil || len(plan.excluded) != 0 {
+			t.Errorf("mesh %+v: priorities %v excluded %v, want none", mesh, plan.priorities, plan.excluded)
+		}
+		for dial, want := range map[string]uint32{"a": 2, "b": 1, "c": 5} {
+			if got := plan.weights[dial]; got != want {
+				t.Errorf("mesh %+v: weight of %s = %d, want %d", mesh, dial, got, want)
+			}
+		}
+	}
+}
+
 func TestPoolPriorityFailover(t *testing.T) {
 	d, _ := newTestDetector(OutlierDetection{Consecutive5xxErrors: 1, MaxEjectionPercent: 100}, "a", "b", "c", "d")
 	pool := &endpointPool{dials: []string{"a", "b", "c", "d"}, priorities: [][]string{{"a", "b"}, {"c"}, {"d"}}, outlier: d}
