@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+	"github.com/caddy-istio/caddy-istio/modules/istiolb"
 )
 
 // Defaults of Istio's warmup (WarmupConfiguration).
@@ -31,7 +32,8 @@ const (
 //     weighted policies; Caddy's own ignore endpoint weights);
 //   - consistentHash: ring_hash (the default algorithm) or maglev, with the
 //     hash key (header, cookie, source_ip or query_parameter) and the
-//     algorithm's size when set. A cookie's ttl is written only when set:
+//     algorithm's size when set. A cookie's ttl is written only when set
+//     (its attributes too, for a generated cookie):
 //     "0s" asks for a session cookie, no ttl for no cookie generation. No
 //     hash key: istio_random, as Envoy then has nothing to hash.
 //
@@ -80,6 +82,14 @@ func consistentHashPolicy(ch *networking.LoadBalancerSettings_ConsistentHashLB) 
 		}
 		if ttl := key.HttpCookie.GetTtl(); ttl != nil {
 			cookie["ttl"] = ttl.AsDuration().String()
+		}
+		// validation has refused attributes without a name
+		var attrs []istiolb.CookieAttribute
+		for _, a := range key.HttpCookie.GetAttributes() {
+			attrs = append(attrs, istiolb.CookieAttribute{Name: a.GetName(), Value: a.GetValue()})
+		}
+		if len(attrs) > 0 {
+			cookie["attributes"] = attrs
 		}
 		p["cookie"] = cookie
 	default:
@@ -186,13 +196,7 @@ func (t *translator) checkLoadBalancer(obj *istioyaml.Object, path string, lb *n
 	if lb == nil {
 		return
 	}
-	switch p := lb.GetLbPolicy().(type) {
-	case *networking.LoadBalancerSettings_ConsistentHash:
-		ch := p.ConsistentHash
-		if c := ch.GetHttpCookie(); c != nil && len(c.GetAttributes()) > 0 {
-			t.warn(obj, path+".consistentHash.httpCookie.attributes", "not supported: the generated cookie carries no extra attributes")
-		}
-	case *networking.LoadBalancerSettings_BackendUtilization:
+	if lb.GetBackendUtilization() != nil {
 		t.warn(obj, path+".backendUtilization", "not supported (no ORCA load reports in Caddy): LEAST_REQUEST (the default) is used")
 	}
 	if lb.GetZoneAwareLbSetting() != nil {

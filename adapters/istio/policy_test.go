@@ -169,6 +169,7 @@ func TestSelectionPolicy(t *testing.T) {
 		{`consistentHash: {httpCookie: {name: s, ttl: 10s}}`, `{"cookie":{"name":"s","ttl":"10s"},"policy":"ring_hash"}`},
 		{`consistentHash: {httpCookie: {name: s, path: /a, ttl: 0s}}`, `{"cookie":{"name":"s","path":"/a","ttl":"0s"},"policy":"ring_hash"}`},
 		{`consistentHash: {httpCookie: {name: s}}`, `{"cookie":{"name":"s"},"policy":"ring_hash"}`},
+		{`consistentHash: {httpCookie: {name: s, ttl: 1s, attributes: [{name: SameSite, value: Strict}, {name: Secure}]}}`, `{"cookie":{"attributes":[{"name":"SameSite","value":"Strict"},{"name":"Secure"}],"name":"s","ttl":"1s"},"policy":"ring_hash"}`},
 		{`consistentHash: {httpHeaderName: x, minimumRingSize: 2048}`, `{"header":"x","minimum_ring_size":2048,"policy":"ring_hash"}`},
 		{`consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 4096}}`, `{"header":"x","minimum_ring_size":4096,"policy":"ring_hash"}`},
 		{`consistentHash: {httpHeaderName: x, maglev: {tableSize: 65537}}`, `{"header":"x","policy":"maglev","table_size":65537}`},
