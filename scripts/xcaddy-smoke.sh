@@ -14,6 +14,7 @@ modules=(
 	http.reverse_proxy.upstreams.istio
 	http.reverse_proxy.selection_policies.least_request
 	caddy.listeners.istio_mtls
+	http.reverse_proxy.transport.istio
 )
 
 caddy_version=v2.11.9
