@@ -20,7 +20,7 @@ func proxyConfig(listen string, dials []string, policy string) string {
 	for i, d := range dials {
 		upstreams[i] = fmt.Sprintf(`{"dial":%q}`, d)
 	}
-	return fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":[%q],
+	return fmt.Sprintf(`{"admin":{"disabled":true,"config":{"persist":false}},"apps":{"http":{"servers":{"s":{"listen":[%q],
 		"routes":[{"handle":[{"handler":"reverse_proxy","upstreams":[%s],
 		"load_balancing":{"selection_policy":%s}}]}]}}}}}`, listen, strings.Join(upstreams, ","), policy)
 }

@@ -134,7 +134,7 @@ func TestHeldRequestsBalanceByActiveRequests(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":[%q],
+	cfg := fmt.Sprintf(`{"admin":{"disabled":true,"config":{"persist":false}},"apps":{"http":{"servers":{"s":{"listen":[%q],
 		"routes":[{"handle":[{"handler":"reverse_proxy","upstreams":[{"dial":%q},{"dial":%q}],
 		"load_balancing":{"selection_policy":{"policy":"least_request"}}}]}]}}}}}`,
 		addr, slow.Listener.Addr().String(), fast.Listener.Addr().String())
