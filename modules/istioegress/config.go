@@ -1,0 +1,102 @@
+package istioegress
+
+import (
+	"github.com/caddyserver/caddy/v2"
+)
+
+// This file holds the JSON configuration of the istio_egress handler: the
+// contract between the adapter (which writes it from Sidecar
+// outboundTrafficPolicy and the listener's virtual hosts) and the runtime.
+//
+// A complete example, on a mesh listener in front of istio_route:
+//
+//	{
+//	  "handler": "istio_egress",
+//	  "mode": "REGISTRY_ONLY",
+//	  "route_hosts": ["reviews", "reviews.default.svc.cluster.local", "*.example.com:8080"],
+//	  "allow": ["api.local:80", "*.example.org:443", "10.1.2.0/24"],
+//	  "deny": ["evil.example.com"],
+//	  "auth": [{"username": "app", "password": "$2a$14$..."}],
+//	  "realm": "egress",
+//	  "client_identities": ["spiffe://cluster.local/ns/default/sa/*"],
+//	  "dial_timeout": "10s",
+//	  "idle_timeout": "1h"
+//	}
+
+// Outbound traffic policy modes (Sidecar outboundTrafficPolicy.mode).
+const (
+	// ModeAllowAny lets requests for hosts outside the registry through to
+	// the host the client asked for (Envoy's PassthroughCluster). Istio's
+	// MeshConfig default.
+	ModeAllowAny = "ALLOW_ANY"
+
+	// ModeRegistryOnly lets through only hosts and ports of the registry
+	// (ServiceEntries, Services) and of the allow list.
+	ModeRegistryOnly = "REGISTRY_ONLY"
+)
+
+// Config is the JSON configuration of the handler; Handler embeds it.
+type Config struct {
+	// Mode is ALLOW_ANY or REGISTRY_ONLY. Default: ALLOW_ANY (Istio's
+	// MeshConfig default; the adapter writes REGISTRY_ONLY for an explicit
+	// `outboundTrafficPolicy: {}`, as Istio reads it).
+	Mode string `json:"mode,omitempty"`
+
+	// RouteHosts are the hosts the next handler (istio_route) routes on
+	// this listener, as istio_route domains: "host", "host:port",
+	// "*.suffix", "*.suffix:port" or "*". A plain HTTP request (absolute
+	// form or origin form) for one of them, or for a registry host on a
+	// port the service declares, goes to the next handler whatever the
+	// mode. The registry needs no listing here; VirtualService hosts that
+	// are not registry hosts do.
+	RouteHosts []string `json:"route_hosts,omitempty"`
+
+	// Allow lists destinations allowed besides the registry, as host
+	// patterns: "host", "*.suffix" (any subdomain depth, not the bare
+	// suffix), "*" (any host), an IP, or a CIDR, each optionally followed
+	// by ":port" or ":*" ("[v6]:port" and "[v6/len]:port" for IPv6); no
+	// port means any port. Under ALLOW_ANY everything is allowed anyway;
+	// the allow list then only lifts the private address check (below).
+	//
+	// An allow entry that is an exact hostname, an IP or a CIDR "names"
+	// those destinations: they may be loopback, link-local or private.
+	// Wildcards ("*", "*.suffix") never lift that check.
+	Allow []string `json:"allow,omitempty"`
+
+	// Deny lists destinations refused whatever else allows them, in the
+	// syntax of Allow. It is checked first, before the registry and
+	// route hosts.
+	Deny []string `json:"deny,omitempty"`
+
+	// Auth, when set, requires Proxy-Authorization Basic credentials of
+	// one of these accounts (the password is a bcrypt hash, in Modular
+	// Crypt Format "$2a$..." or base64 of it, as Caddy's http_basic
+	// accounts); otherwise 407 with Proxy-Authenticate. Default: none.
+	Auth []Account `json:"auth,omitempty"`
+
+	// Realm of the Proxy-Authenticate challenge. Default: "istio-egress".
+	Realm string `json:"realm,omitempty"`
+
+	// ClientIdentities, when set, requires the client's TLS certificate
+	// (the listener must do mTLS, e.g. the istio_mtls listener wrapper)
+	// to carry one of these URI SANs (SPIFFE IDs); an entry ending in "*"
+	// is a prefix. Otherwise 403. Default: no requirement. With both Auth
+	// and ClientIdentities set, both are required.
+	ClientIdentities []string `json:"client_identities,omitempty"`
+
+	// DialTimeout bounds connecting to the destination. Default: 10s
+	// (Istio's connectTimeout).
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+
+	// IdleTimeout closes a CONNECT tunnel with no bytes in either
+	// direction for this long. Default: 1h (Envoy's tcp_proxy idle
+	// timeout, Istio's default).
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+}
+
+// Account is a user of the proxy.
+type Account struct {
+	Username string `json:"username"`
+	// Password is the bcrypt hash of the password: "$2a$..." or base64 of it.
+	Password string `json:"password"`
+}
