@@ -175,7 +175,7 @@ spec:
 	if vh := a.vhost("gateway-127.0.0.5-80", "shop.example.com"); vh == nil || len(vh.Routes) != 2 {
 		t.Errorf("bound listener: %v", vhostSummary(a.servers["gateway-127.0.0.5-80"]))
 	}
-	if !hasWarning(warnings, "spec.servers[2].port.protocol", "not served") {
+	if !hasWarning(warnings, "spec.servers[2].tls.credentialName", "not served") {
 		t.Errorf("no warning for the HTTPS server: %s", strings.Join(warnings, "\n"))
 	}
 }

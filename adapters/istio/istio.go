@@ -65,7 +65,7 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 		return nil, caddyWarnings(warnings), err
 	}
 
-	cfg, translateWarnings := Translate(objs, Options{})
+	cfg, translateWarnings := Translate(objs, Options{CredentialsDir: CredentialsDir(filename)})
 	warnings = append(warnings, translateWarnings...)
 	sortProblems(warnings)
 
@@ -110,6 +110,11 @@ type Options struct {
 	// that loading a config never opens a port to the network.
 	// Default: 127.0.0.1:15001.
 	MeshListen string
+
+	// CredentialsDir is where Gateway credentialNames are resolved (see
+	// ResolveCredential); Adapt sets it from the config file name (see
+	// CredentialsDir). Empty: no credential is found.
+	CredentialsDir string
 }
 
 // DefaultMeshListen is the mesh listener address when Options.MeshListen is
@@ -129,7 +134,7 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 	t.buildRegistry()
 	t.mesh = t.buildMesh()
 	t.buildClusters()
-	servers := t.buildServers()
+	servers, gatewayTLS := t.buildServers()
 
 	var cw []caddyconfig.Warning
 	apps := caddy.ModuleMap{
@@ -142,6 +147,12 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 	}
 	if len(servers) > 0 {
 		apps["http"] = caddyconfig.JSON(caddyhttp.App{Servers: servers}, &cw)
+	}
+	if tlsApp, pkiApp := gatewayTLS.apps(); tlsApp != nil {
+		apps["tls"] = tlsApp
+		if pkiApp != nil {
+			apps["pki"] = pkiApp
+		}
 	}
 	for _, w := range cw {
 		// Marshalling typed structs does not fail; if it ever does, say so

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -108,6 +110,25 @@ type gatewayListener struct {
 	// istioMutual: the servers terminate the mesh's mTLS (tls.mode
 	// ISTIO_MUTUAL).
 	istioMutual bool
+	// terminatesTLS: the servers are HTTPS servers with tls.mode SIMPLE,
+	// MUTUAL or OPTIONAL_MUTUAL; policies are their TLS settings, one per
+	// server (see gatewaytls.go).
+	terminatesTLS bool
+	policies      []*serverPolicy
+	// redirects are the servers with tls.httpsRedirect: their hosts are
+	// answered with a redirect to https.
+	redirects []*networking.Server
+}
+
+// kind names what the listener terminates, for messages.
+func (l *gatewayListener) kind() string {
+	switch {
+	case l.istioMutual:
+		return "ISTIO_MUTUAL"
+	case l.terminatesTLS:
+		return "HTTPS"
+	}
+	return "plaintext HTTP"
 }
 
 type gatewayServer struct {
@@ -118,7 +139,7 @@ type gatewayServer struct {
 
 // buildServers returns the Caddy HTTP servers: the mesh listeners and one
 // per Gateway (bind, port).
-func (t *translator) buildServers() map[string]*caddyhttp.Server {
+func (t *translator) buildServers() (map[string]*caddyhttp.Server, *gatewayTLS) {
 	mesh := t.meshListeners()
 	t.checkVirtualServices(mesh)
 	servers := make(map[string]*caddyhttp.Server)
@@ -131,14 +152,63 @@ func (t *translator) buildServers() map[string]*caddyhttp.Server {
 		servers[l.name] = newServer(l.listen, vhosts)
 		served = append(served, l)
 	}
-	for _, l := range t.gatewayListeners(served) {
+	acc := &gatewayTLS{}
+	for _, l := range t.gatewayListeners(served, acc) {
 		srv := newServer(l.listen, t.gatewayVirtualHosts(l))
 		if l.istioMutual {
 			srv.ListenerWrappersRaw = []json.RawMessage{t.istioMTLSWrapper()}
 		}
+		if l.terminatesTLS {
+			srv.TLSConnPolicies = connectionPolicies(l.policies)
+			// Envoy serves HTTP/1.1 and h2 over TLS (ALPN); no h2c there.
+			srv.Protocols = []string{"h1", "h2"}
+			// Envoy does not compare the SNI with the Host header; Caddy
+			// would answer 421 on a mismatch once client auth is on.
+			strict := false
+			srv.StrictSNIHost = &strict
+		}
+		if len(l.redirects) > 0 {
+			srv.Routes = append(httpsRedirectRoutes(l), srv.Routes...)
+		}
 		servers[l.name] = srv
 	}
-	return servers
+	return servers, acc
+}
+
+// httpsRedirectRoutes answer the hosts of the listener's servers with
+// tls.httpsRedirect with a 301 to https, same host and path, for every
+// request, as Envoy's require_tls: ALL. Like Envoy, the port is dropped
+// when it is 80 and kept otherwise.
+func httpsRedirectRoutes(l *gatewayListener) caddyhttp.RouteList {
+	var hosts caddyhttp.MatchHost
+	all := false
+	for _, s := range l.redirects {
+		for _, h := range s.GetHosts() {
+			_, name := splitNamespacedHost(h)
+			if name == "*" {
+				all = true
+			} else if !slices.Contains(hosts, name) {
+				hosts = append(hosts, name)
+			}
+		}
+	}
+	location := "https://{http.request.hostport}{http.request.uri}"
+	if l.port == 80 {
+		location = "https://{http.request.host}{http.request.uri}"
+	}
+	var w []caddyconfig.Warning
+	route := caddyhttp.Route{
+		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(caddyhttp.StaticResponse{
+			StatusCode: caddyhttp.WeakString("301"),
+			Headers:    http.Header{"Location": []string{location}},
+		}, "handler", "static_response", &w)},
+	}
+	if !all {
+		// Caddy's host matcher wildcards match one label, Envoy's any
+		// number of them.
+		route.MatcherSetsRaw = caddyhttp.RawMatcherSets{{"host": caddyconfig.JSON(hosts, &w)}}
+	}
+	return caddyhttp.RouteList{route}
 }
 
 // newServer is a plaintext HTTP server (HTTP/1.1 and h2c, as Envoy's
@@ -246,7 +316,7 @@ func (t *translator) meshListen() string {
 // gatewayListeners groups the HTTP servers of every Gateway by (bind,
 // port). This Caddy implements every Gateway of the input: a Gateway's
 // selector (which workloads run it) is not matched against anything.
-func (t *translator) gatewayListeners(mesh []*meshListener) []*gatewayListener {
+func (t *translator) gatewayListeners(mesh []*meshListener, acc *gatewayTLS) []*gatewayListener {
 	var out []*gatewayListener
 	byListen := make(map[string]*gatewayListener)
 	for _, gw := range t.gateways {
@@ -257,19 +327,19 @@ func (t *translator) gatewayListeners(mesh []*meshListener) []*gatewayListener {
 			// (the istio_mtls listener wrapper); other TLS modes are not
 			// served yet.
 			istioMutual := proto == "HTTPS" && s.GetTls().GetMode() == networking.ServerTLSSettings_ISTIO_MUTUAL
+			terminates := terminatesTLS(s)
+			plain := proto == "HTTP" || proto == "HTTP2" || proto == "GRPC" || proto == "GRPC-WEB"
 			switch {
-			case proto == "HTTP", proto == "HTTP2", proto == "GRPC", proto == "GRPC-WEB", istioMutual:
+			case plain, istioMutual, terminates:
 			default:
 				t.warn(gw.obj, path+".port.protocol", fmt.Sprintf("not implemented yet: this server is not served (protocol %s)", proto))
 				continue
 			}
-			if tls := s.GetTls(); tls != nil && !istioMutual {
-				field := path + ".tls"
-				if tls.GetHttpsRedirect() {
-					field += ".httpsRedirect"
-				}
-				t.warn(gw.obj, field, "not implemented yet: this server is not served")
-				continue
+			redirect := false
+			if tls := s.GetTls(); tls != nil && plain {
+				// Istio's validation allows only httpsRedirect (or a
+				// certificate-less passthrough block) on plaintext ports.
+				redirect = tls.GetHttpsRedirect()
 			}
 			if s.GetDefaultEndpoint() != "" {
 				t.warn(gw.obj, path+".defaultEndpoint", notImplemented)
@@ -281,17 +351,35 @@ func (t *translator) gatewayListeners(mesh []*meshListener) []*gatewayListener {
 				continue
 			}
 			l := byListen[listen]
+			if l != nil && (l.istioMutual != istioMutual || l.terminatesTLS != terminates) {
+				if l.istioMutual || istioMutual {
+					t.warn(gw.obj, path+".tls.mode", "not served: servers on this port with and without ISTIO_MUTUAL cannot share one listener")
+				} else {
+					t.warn(gw.obj, path+".port.protocol", fmt.Sprintf("not served: this port is already a %s listener", l.kind()))
+				}
+				continue
+			}
+			var policy *serverPolicy
+			if terminates {
+				var ok bool
+				if policy, ok = t.serverTLSPolicy(gw, path, s, acc); !ok {
+					continue
+				}
+			}
 			if l == nil {
 				name := "gateway-" + strconv.FormatUint(uint64(port), 10)
 				if b := s.GetBind(); b != "" {
 					name = "gateway-" + strings.TrimPrefix(b, "unix://") + "-" + strconv.FormatUint(uint64(port), 10)
 				}
-				l = &gatewayListener{name: name, listen: listen, port: port, istioMutual: istioMutual}
+				l = &gatewayListener{name: name, listen: listen, port: port, istioMutual: istioMutual, terminatesTLS: terminates}
 				byListen[listen] = l
 				out = append(out, l)
-			} else if l.istioMutual != istioMutual {
-				t.warn(gw.obj, path+".tls.mode", "not served: servers on this port with and without ISTIO_MUTUAL cannot share one listener")
-				continue
+			}
+			if policy != nil {
+				l.policies = append(l.policies, policy)
+			}
+			if redirect {
+				l.redirects = append(l.redirects, s)
 			}
 			l.servers = append(l.servers, gatewayServer{gw: gw, index: i, server: s})
 		}

@@ -128,7 +128,7 @@ spec:
 	if !hasWarning(ws, "spec.servers[1].tls.mode", "with and without ISTIO_MUTUAL") {
 		t.Errorf("no warning about the mixed port: %q", ws)
 	}
-	if !hasWarning(ws, "spec.servers[2].port.protocol", "not served") {
+	if !hasWarning(ws, "spec.servers[2].tls.credentialName", "not served") {
 		t.Errorf("no warning about the SIMPLE server: %q", ws)
 	}
 }
