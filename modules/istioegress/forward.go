@@ -136,7 +136,6 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 
 type writerOnly struct{ io.Writer }
 
-
 // Interface guards
 var (
 	_ reverseproxy.UpstreamSource = checkedUpstreams{}

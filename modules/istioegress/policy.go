@@ -58,6 +58,9 @@ func parseHostPattern(s string) (hostPattern, error) {
 		}
 		p.port = uint32(n)
 	}
+	if strings.HasSuffix(host, "*.") {
+		return p, fmt.Errorf("host pattern %q: a wildcard must be '*' or '*.domain'", s)
+	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if host == "" {
 		return p, fmt.Errorf("host pattern %q: empty host", s)
