@@ -2,8 +2,11 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 )
 
@@ -58,5 +61,67 @@ spec:
 	seen := original.requests()
 	if len(seen) != 1 || seen[0].Path != "/pass" || seen[0].Host != fmt.Sprintf("localhost:%d", vsPort) {
 		t.Errorf("the original destination saw %+v, want one GET /pass with Host localhost:%d", seen, vsPort)
+	}
+}
+
+// TestDRFollowTLSRewrittenAuthority: a route's authority rewrite to a
+// SIMPLE TLS destination without sni reaches the endpoint as the Host and
+// as the SNI (Istio's auto-SNI from the request sent upstream), and a
+// request without rewrite keeps its own Host and SNI.
+func TestDRFollowTLSRewrittenAuthority(t *testing.T) {
+	requireBinaries(t)
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Host+" "+r.TLS.ServerName)
+		mu.Unlock()
+		io.WriteString(w, "secure")
+	}))
+	t.Cleanup(srv.Close)
+	vs := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: secure
+spec:
+  hosts:
+  - secure
+  http:
+  - match:
+    - uri:
+        prefix: /rewrite
+    rewrite:
+      authority: rewritten.example
+    route:
+    - destination:
+        host: secure
+  - route:
+    - destination:
+        host: secure
+`
+	dr := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: secure
+spec:
+  host: secure
+  trafficPolicy:
+    tls:
+      mode: SIMPLE
+      insecureSkipVerify: true
+`
+	config := joinDocs(kubeService("secure", vsPort), vs, dr, workloadEntries(t, backends{"secure/v1": srv.Listener.Addr().String()}))
+	client := hostClient(t, meshAddr(startVSMesh(t, config)))
+	for _, path := range []string{"/rewrite", "/plain", "/rewrite"} {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://secure:%d%s", vsPort, path), nil)
+		if r := do(t, client, req); r.Status != http.StatusOK || r.Body != "secure" {
+			t.Fatalf("GET %s: %v %q, want 200 from the TLS endpoint", path, r, r.Body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"rewritten.example rewritten.example", fmt.Sprintf("secure:%d secure", vsPort), "rewritten.example rewritten.example"}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("the endpoint saw Host and SNI %q, want %q", seen, want)
 	}
 }

@@ -3,14 +3,12 @@ package istio
 import (
 	"fmt"
 	"maps"
-	"net/http"
 	"strconv"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
@@ -97,15 +95,8 @@ func (t *translator) addCluster(c *istioapp.Cluster, svc *service, policy *netwo
 			SelectionPolicyRaw: selectionPolicy(policy.GetLoadBalancer()),
 		},
 	}
-	if tlsConfig != nil {
-		// Caddy's transport sends the upstream's address as Host when it
-		// speaks TLS; Envoy keeps the request's Host. The request's own
-		// Host is restored (an authority rewrite by the route is not seen
-		// by this placeholder, which reads the client's request).
-		proxy.Headers = &headers.Handler{Request: &headers.HeaderOps{
-			Set: http.Header{"Host": []string{"{http.request.hostport}"}},
-		}}
-	}
+	// The istio app keeps the request's Host over TLS, as Envoy does
+	// (Caddy's transport would send the endpoint address).
 	c.Proxy = caddyconfig.JSON(proxy, &w)
 	c.ConnectionPool = connectionPoolOf(policy.GetConnectionPool())
 	c.OutlierDetection = outlierDetectionOf(policy.GetOutlierDetection())

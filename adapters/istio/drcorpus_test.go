@@ -62,8 +62,8 @@ func TestDestinationRuleCorpus(t *testing.T) {
 			clusters: map[string]clusterView{
 				// No WorkloadEntries: no known identities, so any of the
 				// trust domain is accepted.
-				reviews:   {"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{},"versions":["1.1"]}`, "selection": `{"policy":"least_request"}`, "tls": `{"istio_mutual":true}`, "headers": hostHeader},
-				reviewsV2: {"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{},"versions":["1.1"]}`, "selection": `{"policy":"least_request"}`, "tls": `{"istio_mutual":true}`, "headers": hostHeader},
+				reviews:   {"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{},"versions":["1.1"]}`, "selection": `{"policy":"least_request"}`, "tls": `{"istio_mutual":true}`},
+				reviewsV2: {"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{},"versions":["1.1"]}`, "selection": `{"policy":"least_request"}`, "tls": `{"istio_mutual":true}`},
 			},
 		},
 		{

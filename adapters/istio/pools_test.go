@@ -112,9 +112,6 @@ func canonicalJSON(t *testing.T, j []byte) string {
 // shopIdentities are the identities of the endpoints of poolService.
 const shopIdentities = `{"subject_alt_names":["spiffe://cluster.local/ns/default/sa/shop-v1","spiffe://cluster.local/ns/default/sa/shop-vm"]}`
 
-// hostHeader keeps the request's Host on a TLS cluster.
-const hostHeader = `{"request":{"set":{"Host":["{http.request.hostport}"]}}}`
-
 // defaultTransport is the transport of a cluster without connection pool
 // or TLS settings: Istio's connect and idle timeouts.
 const defaultTransport = `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http"}`
@@ -272,7 +269,6 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
-				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
 				"tls": shopIdentities,
@@ -283,7 +279,6 @@ connectionPool:
 			policy: `tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem, sni: shop.internal, subjectAltNames: [shop.internal]}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"ca":{"pem_files":["/ca.pem"],"provider":"file"},"client_certificate_file":"/c.pem","client_certificate_key_file":"/k.pem","server_name":"shop.internal"},"versions":["1.1"]}`,
-				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				"tls":       `{"subject_alt_names":["shop.internal"]}`,
 			},
@@ -293,7 +288,6 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE, insecureSkipVerify: true}` + "\n" + `connectionPool: {http: {h2UpgradePolicy: UPGRADE}}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"insecure_skip_verify":true,"server_name":"{http.request.host}"},"versions":["2"]}`,
-				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 			},
 		},
@@ -302,7 +296,6 @@ connectionPool:
 			policy: `tls: {mode: ISTIO_MUTUAL}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{},"versions":["1.1"]}`,
-				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				"tls":       `{"istio_mutual":true,"subject_alt_names":["spiffe://cluster.local/ns/default/sa/shop-v1","spiffe://cluster.local/ns/default/sa/shop-vm"]}`,
 			},
@@ -312,7 +305,6 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE, credentialName: shop-cred}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
-				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
 				"tls": shopIdentities,
@@ -324,7 +316,6 @@ connectionPool:
 			policy: `tls: {mode: SIMPLE, caCrl: /crl.pem}`,
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
-				"headers":   hostHeader,
 				"selection": `{"policy":"least_request"}`,
 				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
 				"tls": shopIdentities,

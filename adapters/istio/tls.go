@@ -21,8 +21,9 @@ func spiffeID(namespace, serviceAccount string) string {
 }
 
 // autoSNI is the server_name for SIMPLE and MUTUAL without sni: Istio sets
-// SNI from the request's Host (auto-SNI).
-const autoSNI = "{http.request.host}"
+// SNI from the Host of the request sent upstream (auto-SNI), which the
+// istio app reads after a route's authority rewrite.
+const autoSNI = istioapp.AutoSNI
 
 // upstreamTLS returns the transport tls settings and the Cluster.TLS for
 // the client TLS settings ct of a cluster of svc (both nil for plaintext):

@@ -118,8 +118,22 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 		set = &endpointSet{originalDestinationPort: strconv.FormatUint(uint64(defaultTargetPort(port)), 10)}
 	}
 	proxy.DynamicUpstreams = set
+	ht, err := loadHTTPTransport(ctx, proxy)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ht != nil && ht.TLS != nil:
+		proxy.Transport = newTLSTransport(ht)
+	case ht != nil:
+		proxy.Transport = ht
+	}
 	if err := proxy.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("provisioning reverse_proxy: %v", err)
+	}
+	if ht == nil {
+		// reverse_proxy's default transport, or another one
+		ht, _ = proxy.Transport.(*reverseproxy.HTTPTransport)
 	}
 	addedAt, lease := acquireClusterState(c, set.dials, time.Now())
 	ch := &ClusterHandler{name: c.Name, upstreams: set, proxy: proxy, lease: lease}
@@ -144,16 +158,17 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 		}
 	}
 
-	if err := a.wrapTransport(ctx, ch, c); err != nil {
+	if err := a.wrapTransport(ctx, ch, ht, c); err != nil {
 		return nil, err
 	}
 	return ch, nil
 }
 
 // wrapTransport applies the cluster's connection pool, outlier detection,
-// tunnel and upstream TLS to the provisioned reverse_proxy's transport.
-func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, c *Cluster) error {
-	ht, isHTTP := ch.proxy.Transport.(*reverseproxy.HTTPTransport)
+// tunnel and upstream TLS to the provisioned reverse_proxy's transport; ht
+// is the HTTP transport in it, nil for another kind.
+func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reverseproxy.HTTPTransport, c *Cluster) error {
+	isHTTP := ht != nil
 	needsHTTP := c.Tunnel != nil || c.TLS != nil ||
 		(c.ConnectionPool != nil && (c.ConnectionPool.MaxRequestsPerConnection > 0 || c.ConnectionPool.MaxConnectionDuration > 0))
 	if needsHTTP && !isHTTP {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -112,5 +114,44 @@ func TestIstioMutual(t *testing.T) {
 		if !tc.ok && r.code == 200 {
 			t.Errorf("%s: %+v, want a failed handshake (server identity not in subject alt names)", tc.subset, r)
 		}
+	}
+}
+
+// TestTLSKeepsHostAndAutoSNI: over TLS the upstream gets the request's Host
+// (Caddy's transport would send the endpoint address), and with auto-SNI
+// each request's host as SNI, on a connection of its own name.
+func TestTLSKeepsHostAndAutoSNI(t *testing.T) {
+	var mu sync.Mutex
+	sniOf := map[string]string{} // by connection
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := sniOf[r.RemoteAddr]; ok && prev != r.TLS.ServerName {
+			t.Errorf("connection %s of SNI %q reused for %q", r.RemoteAddr, prev, r.TLS.ServerName)
+		}
+		sniOf[r.RemoteAddr] = r.TLS.ServerName
+		io.WriteString(w, r.Host+" "+r.TLS.ServerName)
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name, tls string
+		wantSNI   func(host string) string
+	}{
+		{"auto-SNI", `{"insecure_skip_verify":true,"server_name":"` + AutoSNI + `"}`, func(host string) string { return host }},
+		{"fixed SNI", `{"insecure_skip_verify":true,"server_name":"fixed.example"}`, func(string) string { return "fixed.example" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := oneClusterApp(t, &Cluster{
+				Name:  "outbound|80||sni.example",
+				Proxy: json.RawMessage(`{"transport":{"protocol":"http","tls":` + tc.tls + `}}`),
+			}, serverEndpoint(t, srv.Listener.Addr().String()))
+			for _, host := range []string{"a.example", "b.example:8443", "a.example", "b.example:8443"} {
+				code, body := serve(t, ch, httptest.NewRequest(http.MethodGet, "http://"+host+"/", nil))
+				name, _, _ := strings.Cut(host, ":")
+				if want := host + " " + tc.wantSNI(name); code != http.StatusOK || body != want {
+					t.Errorf("Host %s: %d %q, want 200 %q", host, code, body, want)
+				}
+			}
+		})
 	}
 }

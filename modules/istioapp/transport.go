@@ -332,7 +332,8 @@ func wrapDial(ht *reverseproxy.HTTPTransport, tunnel *Tunnel, limits *connLimits
 
 // tlsDialer returns a DialTLSContext for rt that dials with rt.DialContext
 // and makes the handshake as Caddy's does: the server name's placeholders
-// replaced for the request, no ALPN for a request that must use HTTP/1.
+// replaced for the request (the auto-SNI name of the request sent, when
+// set), no ALPN for a request that must use HTTP/1.
 func tlsDialer(rt *http.Transport) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := rt.DialContext(ctx, network, addr)
@@ -343,7 +344,9 @@ func tlsDialer(rt *http.Transport) func(ctx context.Context, network, addr strin
 		if cfg == nil {
 			cfg = new(tls.Config)
 		}
-		if strings.Contains(cfg.ServerName, "{") {
+		if sni, ok := autoSNIOf(addr); ok {
+			cfg.ServerName = sni // auto-SNI (tlsTransport)
+		} else if strings.Contains(cfg.ServerName, "{") {
 			if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 				cfg.ServerName = repl.ReplaceAll(cfg.ServerName, "")
 			}
