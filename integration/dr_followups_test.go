@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -123,5 +124,74 @@ spec:
 	want := []string{"rewritten.example rewritten.example", fmt.Sprintf("secure:%d secure", vsPort), "rewritten.example rewritten.example"}
 	if fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("the endpoint saw Host and SNI %q, want %q", seen, want)
+	}
+}
+
+// TestDRFollowGRPCPortSpeaksHTTP2: a service port named grpc (protocol
+// GRPC) reaches its endpoint over HTTP/2 with prior knowledge, as Envoy
+// does, so an endpoint that speaks h2c only answers, trailers included;
+// h2UpgradePolicy DO_NOT_UPGRADE does not apply to such a port.
+func TestDRFollowGRPCPortSpeaksHTTP2(t *testing.T) {
+	requireBinaries(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("x-upstream-proto", r.Proto)
+		w.Write([]byte{0, 0, 0, 0, 0})
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	config := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata:
+  name: greeter
+spec:
+  ports:
+  - port: %d
+    name: grpc
+  selector:
+    app: greeter
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: greeter-v1
+spec:
+  address: %s
+  labels:
+    app: greeter
+  ports:
+    grpc: %s
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter
+  trafficPolicy:
+    connectionPool:
+      http:
+        h2UpgradePolicy: DO_NOT_UPGRADE
+`, vsPort, host, port)
+	client := h2cClient(t, meshAddr(startVSMesh(t, config)))
+	for i := range 2 {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://greeter:%d/helloworld.Greeter/SayHello", vsPort), bytes.NewReader([]byte{0, 0, 0, 0, 0}))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("TE", "trailers")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("x-upstream-proto") != "HTTP/2.0" || resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Errorf("call %d: %d, upstream %q, grpc-status %q; want 200 over HTTP/2.0 with grpc-status 0",
+				i, resp.StatusCode, resp.Header.Get("x-upstream-proto"), resp.Trailer.Get("Grpc-Status"))
+		}
 	}
 }

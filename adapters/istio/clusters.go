@@ -81,7 +81,14 @@ func (t *translator) addCluster(c *istioapp.Cluster, svc *service, policy *netwo
 	transport := reverseproxy.HTTPTransport{Compression: &noCompression}
 	tlsConfig, upstreamTLS := t.upstreamTLS(policy.GetTls(), svc)
 	transport.TLS = tlsConfig
-	applyConnectionPool(&transport, policy.GetConnectionPool(), tlsConfig != nil)
+	http2 := false
+	if port := svc.port(c.Port); port != nil {
+		switch port.Protocol {
+		case "HTTP2", "GRPC", "GRPC-WEB":
+			http2 = true
+		}
+	}
+	applyConnectionPool(&transport, policy.GetConnectionPool(), tlsConfig != nil, http2)
 	switch pp := policy.GetProxyProtocol(); {
 	case pp == nil:
 	case pp.GetVersion() == networking.TrafficPolicy_ProxyProtocol_V2:

@@ -27,8 +27,10 @@ const noIdleTimeout = caddy.Duration(-1)
 // applyConnectionPool sets the transport settings of cp that Caddy's
 // HTTPTransport has (dial_timeout, keep_alive, max_conns_per_host,
 // versions), with Istio's defaults when cp leaves them unset. tls tells
-// whether the transport speaks TLS, for the HTTP/2 upgrade.
-func applyConnectionPool(tr *reverseproxy.HTTPTransport, cp *networking.ConnectionPoolSettings, tls bool) {
+// whether the transport speaks TLS, http2 whether the service port's
+// protocol is HTTP2, GRPC or GRPC-WEB (Istio's IsHTTP2), for the HTTP
+// version.
+func applyConnectionPool(tr *reverseproxy.HTTPTransport, cp *networking.ConnectionPoolSettings, tls, http2 bool) {
 	tcp, http := cp.GetTcp(), cp.GetHttp()
 
 	tr.DialTimeout = caddy.Duration(defaultConnectTimeout)
@@ -62,6 +64,13 @@ func applyConnectionPool(tr *reverseproxy.HTTPTransport, cp *networking.Connecti
 	tr.KeepAlive = ka
 
 	switch {
+	case http2 && tls:
+		// Istio's setUpstreamProtocol: an HTTP/2 port speaks HTTP/2
+		// whatever h2UpgradePolicy says (it applies to HTTP ports)
+		tr.Versions = []string{"2"}
+	case http2:
+		// HTTP/2 with prior knowledge, as Envoy's http2_protocol_options
+		tr.Versions = []string{"h2c"}
 	case http.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && tls:
 		tr.Versions = []string{"2"}
 	case http.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE:

@@ -575,3 +575,45 @@ spec:
 		})
 	}
 }
+
+// TestHTTP2PortVersions: a service port of protocol HTTP2, GRPC or
+// GRPC-WEB speaks HTTP/2 to its endpoints (h2c in plaintext, h2 over TLS),
+// whatever h2UpgradePolicy says, as Istio's setUpstreamProtocol; an HTTP
+// port speaks HTTP/1.1 unless upgraded.
+func TestHTTP2PortVersions(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, policy, want string
+	}{
+		{"GRPC", ``, `["h2c"]`},
+		{"HTTP2", ``, `["h2c"]`},
+		{"GRPC-WEB", ``, `["h2c"]`},
+		{"GRPC", `tls: {mode: SIMPLE}`, `["2"]`},
+		{"GRPC", `connectionPool: {http: {h2UpgradePolicy: DO_NOT_UPGRADE}}`, `["h2c"]`},
+		{"HTTP", ``, ``},
+		{"HTTP", `connectionPool: {http: {h2UpgradePolicy: UPGRADE}}`, `["h2c","2"]`},
+		{"HTTP", `tls: {mode: SIMPLE}`, `["1.1"]`},
+	} {
+		t.Run(tc.protocol+" "+tc.policy, func(t *testing.T) {
+			in := strings.Replace(poolService, "protocol: HTTP}", "protocol: "+tc.protocol+"}", 1)
+			if tc.policy != "" {
+				in += "\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: shop, namespace: default}\nspec:\n  host: shop.example.org\n  trafficPolicy: {" + tc.policy + "}\n"
+			}
+			a, _ := adaptInline(t, in)
+			var proxy struct {
+				Transport struct {
+					Versions json.RawMessage `json:"versions"`
+				} `json:"transport"`
+			}
+			for _, c := range a.app.Clusters {
+				if c.Name == "outbound|80||shop.example.org" {
+					if err := json.Unmarshal(c.Proxy, &proxy); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if got := string(proxy.Transport.Versions); got != tc.want {
+				t.Errorf("versions %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
