@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 )
@@ -24,7 +25,9 @@ import (
 //     first, then wildcards by longest suffix, then "*" without matcher, as
 //     Envoy picks the most specific server_names), so several servers on
 //     one port each present their own certificate and client
-//     authentication;
+//     authentication; and one istio_route per server host, matched on the
+//     same SNI, with that server's virtual hosts only (Istio's route
+//     configuration per HTTPS server);
 //   - the certificates of serverCertificate/privateKey, tlsCertificates,
 //     or credentialName(s) (see ResolveCredential) are loaded by the tls
 //     app's load_files with a tag per server, and the server's policies
@@ -381,20 +384,24 @@ func (t *translator) curves(gw *gateway, field string, names []string) []string 
 	return out
 }
 
-// connectionPolicies returns the SNI-matched connection policies of the
-// servers of one listener, most specific name first: exact names in
-// server order, then wildcards by longest suffix, then the catch-all "*".
-// A name already claimed by an earlier server is left to it, as Istio
-// keeps the first of conflicting filter chains.
-func connectionPolicies(servers []*serverPolicy) caddytls.ConnectionPolicies {
-	type entry struct {
-		name   string
-		policy caddytls.ConnectionPolicy
-		rank   int // 0 exact, 1 wildcard, 2 catch-all
-	}
-	var entries []entry
+// sniEntry is one server host of a TLS listener: Envoy's filter chain
+// match on server_names, which picks the TLS settings and, in Istio, the
+// route configuration of that server alone.
+type sniEntry struct {
+	name   string
+	rank   int // 0 exact, 1 wildcard, 2 catch-all "*"
+	server int // index into the listener's servers (and policies)
+}
+
+// sniEntries returns the hosts of the servers of one TLS listener, most
+// specific first: exact names in server order, then wildcards by longest
+// suffix, then the catch-all "*", as Envoy picks the most specific
+// server_names. A name already claimed by an earlier server is left to
+// it, as Istio keeps the first of conflicting filter chains.
+func sniEntries(servers []*serverPolicy) []sniEntry {
+	var entries []sniEntry
 	claimed := map[string]bool{}
-	for _, sp := range servers {
+	for i, sp := range servers {
 		for _, h := range sp.hosts {
 			if claimed[h] {
 				continue
@@ -407,31 +414,64 @@ func connectionPolicies(servers []*serverPolicy) caddytls.ConnectionPolicies {
 			case strings.HasPrefix(h, "*"):
 				rank = 1
 			}
-			entries = append(entries, entry{name: h, policy: sp.policy, rank: rank})
+			entries = append(entries, sniEntry{name: h, rank: rank, server: i})
 		}
 	}
-	slices.SortStableFunc(entries, func(a, b entry) int {
+	slices.SortStableFunc(entries, func(a, b sniEntry) int {
 		if c := cmp.Compare(a.rank, b.rank); c != 0 || a.rank != 1 {
 			return c
 		}
 		return cmp.Compare(len(b.name), len(a.name))
 	})
+	return entries
+}
+
+// sniPattern is the regular expression of the SNI values e matches, or ""
+// for the catch-all. Envoy's "*.example.com" matches any name under
+// example.com, deeper ones too (Caddy's sni matcher would match one
+// label).
+func (e sniEntry) sniPattern() string {
+	switch e.rank {
+	case 0:
+		return `(?i)^` + regexp.QuoteMeta(e.name) + `$`
+	case 1:
+		return `(?i)^.+` + regexp.QuoteMeta(strings.TrimPrefix(e.name, "*")) + `$`
+	}
+	return ""
+}
+
+// connectionPolicies returns one connection policy per SNI entry, in the
+// entries' order.
+func connectionPolicies(servers []*serverPolicy, entries []sniEntry) caddytls.ConnectionPolicies {
 	var out caddytls.ConnectionPolicies
 	for _, e := range entries {
-		p := e.policy
+		p := servers[e.server].policy
 		var w []caddyconfig.Warning
 		switch e.rank {
 		case 0:
 			p.MatchersRaw = caddy.ModuleMap{"sni": caddyconfig.JSON([]string{e.name}, &w)}
 		case 1:
-			// Envoy's "*.example.com" matches any name under example.com,
-			// deeper ones too; Caddy's sni matcher matches one label.
-			pattern := `(?i)^.+` + regexp.QuoteMeta(strings.TrimPrefix(e.name, "*")) + `$`
-			p.MatchersRaw = caddy.ModuleMap{"sni_regexp": caddyconfig.JSON(map[string]string{"pattern": pattern}, &w)}
+			p.MatchersRaw = caddy.ModuleMap{"sni_regexp": caddyconfig.JSON(map[string]string{"pattern": e.sniPattern()}, &w)}
 		}
 		out = append(out, &p)
 	}
 	return out
+}
+
+// sniRouteMatcher matches the requests of connections whose SNI chose e,
+// so that each server's routes serve only its own connections, as
+// Istio's route configuration per HTTPS server does: a client cannot
+// reach a MUTUAL server's routes through another server's handshake by
+// sending its Host.
+func (e sniEntry) sniRouteMatcher() caddyhttp.RawMatcherSets {
+	pattern := e.sniPattern()
+	if pattern == "" {
+		return nil
+	}
+	var w []caddyconfig.Warning
+	return caddyhttp.RawMatcherSets{{"vars_regexp": caddyconfig.JSON(map[string]any{
+		"{http.request.tls.server_name}": map[string]string{"pattern": pattern},
+	}, &w)}}
 }
 
 // apps returns the tls and pki apps, or nil when no Gateway server needs

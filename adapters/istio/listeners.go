@@ -159,7 +159,9 @@ func (t *translator) buildServers() (map[string]*caddyhttp.Server, *gatewayTLS) 
 			srv.ListenerWrappersRaw = []json.RawMessage{t.istioMTLSWrapper()}
 		}
 		if l.terminatesTLS {
-			srv.TLSConnPolicies = connectionPolicies(l.policies)
+			entries := sniEntries(l.policies)
+			srv.TLSConnPolicies = connectionPolicies(l.policies, entries)
+			srv.Routes = t.sniRoutes(l, entries)
 			// Envoy serves HTTP/1.1 and h2 over TLS (ALPN); no h2c there.
 			srv.Protocols = []string{"h1", "h2"}
 			// Envoy does not compare the SNI with the Host header; Caddy
@@ -173,6 +175,28 @@ func (t *translator) buildServers() (map[string]*caddyhttp.Server, *gatewayTLS) 
 		servers[l.name] = srv
 	}
 	return servers, acc
+}
+
+// sniRoutes are the routes of a TLS listener: per SNI entry, the
+// istio_route of the virtual hosts of the server the entry belongs to.
+// A connection whose SNI no entry matches gets no route (404); it got no
+// handshake in the first place.
+func (t *translator) sniRoutes(l *gatewayListener, entries []sniEntry) caddyhttp.RouteList {
+	vhosts := make(map[int][]*istioroute.VirtualHost)
+	var routes caddyhttp.RouteList
+	for _, e := range entries {
+		vh, ok := vhosts[e.server]
+		if !ok {
+			one := *l
+			one.servers = l.servers[e.server : e.server+1]
+			vh = t.gatewayVirtualHosts(&one)
+			vhosts[e.server] = vh
+		}
+		route := istioRoute(vh)
+		route.MatcherSetsRaw = e.sniRouteMatcher()
+		routes = append(routes, route)
+	}
+	return routes
 }
 
 // httpsRedirectRoutes answer the hosts of the listener's servers with
@@ -214,16 +238,21 @@ func httpsRedirectRoutes(l *gatewayListener) caddyhttp.RouteList {
 // newServer is a plaintext HTTP server (HTTP/1.1 and h2c, as Envoy's
 // HTTP listeners accept both) whose only handler is istio_route.
 func newServer(listen string, vhosts []*istioroute.VirtualHost) *caddyhttp.Server {
-	var w []caddyconfig.Warning
 	return &caddyhttp.Server{
 		Listen:    []string{listen},
 		AutoHTTPS: &caddyhttp.AutoHTTPSConfig{Disabled: true},
 		Protocols: []string{"h1", "h2", "h2c"},
-		Routes: caddyhttp.RouteList{{
-			HandlersRaw: []json.RawMessage{
-				caddyconfig.JSONModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", &w),
-			},
-		}},
+		Routes:    caddyhttp.RouteList{istioRoute(vhosts)},
+	}
+}
+
+// istioRoute is a route whose only handler is istio_route.
+func istioRoute(vhosts []*istioroute.VirtualHost) caddyhttp.Route {
+	var w []caddyconfig.Warning
+	return caddyhttp.Route{
+		HandlersRaw: []json.RawMessage{
+			caddyconfig.JSONModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", &w),
+		},
 	}
 }
 
