@@ -9,37 +9,39 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 )
 
-// fakeHash is compared for unknown users, so a wrong user name costs as
-// much time as a wrong password.
-var fakeHash = caddyauth.BcryptHash{}.FakeHash()
-
 // loadAccounts decodes the password hashes of the accounts by user name.
-func loadAccounts(accounts []Account) (map[string][]byte, error) {
+// It also returns the hash of the first account, compared for unknown
+// users.
+func loadAccounts(accounts []Account) (map[string][]byte, []byte, error) {
 	if len(accounts) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	out := make(map[string][]byte, len(accounts))
+	var first []byte
 	for i, a := range accounts {
 		if a.Username == "" || a.Password == "" {
-			return nil, fmt.Errorf("auth[%d]: username and password are required", i)
+			return nil, nil, fmt.Errorf("auth[%d]: username and password are required", i)
 		}
 		if _, dup := out[a.Username]; dup {
-			return nil, fmt.Errorf("auth[%d]: user %q defined more than once", i, a.Username)
+			return nil, nil, fmt.Errorf("auth[%d]: user %q defined more than once", i, a.Username)
 		}
 		hash := []byte(a.Password)
 		if !strings.HasPrefix(a.Password, "$") {
 			decoded, err := base64.StdEncoding.DecodeString(a.Password)
 			if err != nil {
-				return nil, fmt.Errorf("auth[%d]: password must be a bcrypt hash ($2a$...) or base64 of one: %v", i, err)
+				return nil, nil, fmt.Errorf("auth[%d]: password must be a bcrypt hash ($2a$...) or base64 of one: %v", i, err)
 			}
 			hash = decoded
 		}
 		if !strings.HasPrefix(string(hash), "$2") {
-			return nil, fmt.Errorf("auth[%d]: password is not a bcrypt hash", i)
+			return nil, nil, fmt.Errorf("auth[%d]: password is not a bcrypt hash", i)
 		}
 		out[a.Username] = hash
+		if first == nil {
+			first = hash
+		}
 	}
-	return out, nil
+	return out, first, nil
 }
 
 // authorize checks who may use the proxy. It returns 0 when the client
@@ -58,7 +60,9 @@ func (h *Handler) authorize(r *http.Request) (status int, reason string) {
 	}
 	hash, known := h.accounts[user]
 	if !known {
-		hash = fakeHash
+		// compare with a real hash anyway, of the same cost as the
+		// accounts', so a wrong user name costs as much as a wrong password
+		hash = h.fakeHash
 	}
 	same, err := caddyauth.BcryptHash{}.Compare(hash, []byte(pass))
 	if err != nil || !same || !known {

@@ -100,7 +100,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			account := Account{Username: args[0], Password: args[1]}
-			if _, err := loadAccounts([]Account{account}); err != nil {
+			if _, _, err := loadAccounts([]Account{account}); err != nil {
 				return d.Errf("auth: user '%s': %v", args[0], strings.TrimPrefix(err.Error(), "auth[0]: "))
 			}
 			h.Auth = append(h.Auth, account)

@@ -44,6 +44,7 @@ type Handler struct {
 
 	allow, deny, routeHosts patternList
 	accounts                map[string][]byte
+	fakeHash                []byte
 
 	// app is the istio app, nil when the configuration has none (then
 	// nothing is a registry host).
@@ -94,7 +95,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.routeHosts, err = parsePatterns("route_hosts", h.RouteHosts); err != nil {
 		return err
 	}
-	if h.accounts, err = loadAccounts(h.Auth); err != nil {
+	if h.accounts, h.fakeHash, err = loadAccounts(h.Auth); err != nil {
 		return err
 	}
 	if h.resolver == nil {
