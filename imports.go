@@ -9,6 +9,8 @@ import (
 	_ "github.com/caddy-istio/caddy-istio/modules/istioapp"
 	// http.reverse_proxy.selection_policies.least_request: Envoy's LEAST_REQUEST.
 	_ "github.com/caddy-istio/caddy-istio/modules/istiolb"
+	// http.handlers.istio_egress: the egress forward proxy (CONNECT, absolute-form HTTP).
+	_ "github.com/caddy-istio/caddy-istio/modules/istioegress"
 	// http.handlers.istio_fault: fault injection (delay, abort).
 	_ "github.com/caddy-istio/caddy-istio/modules/istiofault"
 	// http.handlers.istio_route: VirtualService routing.

@@ -11,6 +11,7 @@ modules=(
 	istio
 	http.handlers.istio_route
 	http.handlers.istio_fault
+	http.handlers.istio_egress
 	http.reverse_proxy.upstreams.istio
 	http.reverse_proxy.selection_policies.least_request
 	caddy.listeners.istio_mtls
