@@ -178,12 +178,11 @@ func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reversepr
 	if isHTTP {
 		http1 = !slices.Contains(ht.Versions, "h2c") && !(ht.TLS != nil && slices.Contains(ht.Versions, "2"))
 	}
-	// per-connection limits need one request per connection at a time
-	// to count them: HTTP/1 only
-	var limits *connLimits
-	if http1 {
-		limits = connLimitsOf(c.ConnectionPool)
-	}
+	// per-connection limits count the requests each connection gets
+	// (httptrace GotConn, once per request, HTTP/2 streams included); a
+	// request marked Close is the last of its connection, also in HTTP/2,
+	// where Go's transport then opens no new stream on it
+	limits := connLimitsOf(c.ConnectionPool)
 	if isHTTP {
 		if err := wrapDial(ht, c.Tunnel, limits); err != nil {
 			return err

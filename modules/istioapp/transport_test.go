@@ -547,3 +547,59 @@ func TestTunnelTLS(t *testing.T) {
 		t.Errorf("proxy saw %q", got)
 	}
 }
+
+// TestPerConnectionLimitsHTTP2: maxRequestsPerConnection counts the
+// streams of an HTTP/2 connection (h2c and h2 over TLS), as Envoy does: the
+// Nth is the last one opened on the connection.
+func TestPerConnectionLimitsHTTP2(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		if r.ProtoMajor != 2 {
+			http.Error(w, "want HTTP/2, got "+r.Proto, http.StatusHTTPVersionNotSupported)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	h2c := httptest.NewUnstartedServer(handler)
+	h2c.Config.Protocols = new(http.Protocols)
+	h2c.Config.Protocols.SetUnencryptedHTTP2(true)
+	h2c.Start()
+	t.Cleanup(h2c.Close)
+	h2 := httptest.NewUnstartedServer(handler)
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	t.Cleanup(h2.Close)
+	for _, tc := range []struct {
+		name, transport string
+		srv             *httptest.Server
+	}{
+		{"h2c", `{"protocol":"http","versions":["h2c"]}`, h2c},
+		{"h2", `{"protocol":"http","versions":["2"],"tls":{"insecure_skip_verify":true}}`, h2},
+		{"h2 with auto-SNI", `{"protocol":"http","versions":["2"],"tls":{"insecure_skip_verify":true,"server_name":"` + AutoSNI + `"}}`, h2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			clear(conns)
+			mu.Unlock()
+			ch := oneClusterApp(t, &Cluster{
+				Name:           "outbound|80||per-conn-h2.example",
+				Proxy:          json.RawMessage(`{"transport":` + tc.transport + `}`),
+				ConnectionPool: &ConnectionPool{MaxRequestsPerConnection: 2},
+			}, serverEndpoint(t, tc.srv.Listener.Addr().String()))
+			for range 6 {
+				if r := do(ch, "/"); r.code != 200 {
+					t.Fatalf("%+v", r)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(conns) != 3 {
+				t.Errorf("6 HTTP/2 requests with at most 2 per connection used %d connections (%v), want 3", len(conns), conns)
+			}
+		})
+	}
+}
