@@ -47,6 +47,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // address check. Note that allow restricts nothing under ALLOW_ANY (the
 // default, as Istio's): write `mode REGISTRY_ONLY` to allow only the
 // registry and the allow list.
+//
+// The site must not match on host (write ":15001" or "http://:15001",
+// with `bind 127.0.0.1` to listen on loopback only): a proxy request's
+// Host is its destination, so a site address such as
+// "http://127.0.0.1:15001" would never see it.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
