@@ -406,7 +406,8 @@ spec:
 // MUTUAL and OPTIONAL_MUTUAL on one port: client certificates verified
 // against caCertificates; no, untrusted or expired certificates refused
 // by MUTUAL; OPTIONAL_MUTUAL accepts a client without a certificate but
-// not one with a bad certificate. minProtocolVersion TLSV1_3 refuses a
+// not one with a bad certificate; subjectAltNames refuses a trusted
+// certificate without one of the names. minProtocolVersion TLSV1_3 refuses a
 // TLS 1.2 client. A Host other than the SNI is routed among the hosts of
 // the server the SNI chose (Envoy does not compare them; Caddy's strict
 // SNI-Host check, 421, is off).
@@ -420,10 +421,12 @@ func TestGatewayTLSMutual(t *testing.T) {
 	mutualCert := serverCA.issueValid(t, dir, "mutual", "mutual.example.com")
 	optionalCert := serverCA.issueValid(t, dir, "optional", "optional.example.com")
 	modernCert := serverCA.issueValid(t, dir, "modern", "modern.example.com")
+	pinnedCert := serverCA.issueValid(t, dir, "pinned", "pinned.example.com")
 	clientCAFile := filepath.Join(dir, "client-ca.crt")
 	writeFile(t, clientCAFile, clientCA.certPEM)
 	good := clientCA.issueValid(t, dir, "client", "client.example.com")
 	untrusted := otherCA.issueValid(t, dir, "untrusted", "client.example.com")
+	stranger := clientCA.issueValid(t, dir, "stranger", "stranger.example.com")
 	expired := clientCA.issue(t, dir, "expired", []string{"client.example.com"}, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 
 	port := freePort(t)
@@ -444,6 +447,9 @@ spec:
   - port: {number: %[1]d, name: https-modern, protocol: HTTPS}
     hosts: [modern.example.com]
     tls: {mode: SIMPLE, serverCertificate: %[7]s, privateKey: %[8]s, minProtocolVersion: TLSV1_3}
+  - port: {number: %[1]d, name: https-pinned, protocol: HTTPS}
+    hosts: [pinned.example.com]
+    tls: {mode: MUTUAL, serverCertificate: %[9]s, privateKey: %[10]s, caCertificates: %[4]s, subjectAltNames: [client.example.com]}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -455,7 +461,7 @@ spec:
   http:
   - route:
     - destination: {host: httpbin, port: {number: 8000}}
-`, port, mutualCert.certFile, mutualCert.keyFile, clientCAFile, optionalCert.certFile, optionalCert.keyFile, modernCert.certFile, modernCert.keyFile)
+`, port, mutualCert.certFile, mutualCert.keyFile, clientCAFile, optionalCert.certFile, optionalCert.keyFile, modernCert.certFile, modernCert.keyFile, pinnedCert.certFile, pinnedCert.keyFile)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	startCaddyIn(t, dir, joinDocs(corpus(t, "istio-samples/httpbin/httpbin.yaml"), config, workloadEntries(t, b)), addr)
 
@@ -480,6 +486,9 @@ spec:
 		{"OPTIONAL_MUTUAL without certificate", "optional.example.com", nil, true},
 		{"OPTIONAL_MUTUAL with a trusted certificate", "optional.example.com", good, true},
 		{"OPTIONAL_MUTUAL with an untrusted certificate", "optional.example.com", untrusted, false},
+		{"subjectAltNames: a trusted certificate with the name", "pinned.example.com", good, true},
+		{"subjectAltNames: a trusted certificate with another name", "pinned.example.com", stranger, false},
+		{"subjectAltNames: no certificate", "pinned.example.com", nil, false},
 	} {
 		err := handshake(addr, cfg(tc.sni, tc.client))
 		if tc.ok && err != nil {

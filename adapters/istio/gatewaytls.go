@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-istio/caddy-istio/modules/istiomesh"
 )
 
 // Gateway HTTPS servers with tls.mode SIMPLE, MUTUAL or OPTIONAL_MUTUAL
@@ -43,10 +45,11 @@ import (
 //     curves;
 //   - MUTUAL and OPTIONAL_MUTUAL verify client certificates against
 //     caCertificates (or the credential's CA) with require_and_verify and
-//     verify_if_given.
+//     verify_if_given, and subjectAltNames with the istio_san verifier
+//     (modules/istiomesh).
 //
-// Client certificate checks that Caddy cannot do (subjectAltNames,
-// verifyCertificateSpki, verifyCertificateHash, caCrl) leave the server
+// Client certificate checks that Caddy cannot do (verifyCertificateSpki,
+// verifyCertificateHash, caCrl) leave the server
 // unserved with a warning rather than accept clients Istio refuses.
 
 // gatewayTLS collects the tls app configuration of the Gateway servers.
@@ -114,7 +117,6 @@ func (t *translator) buildServerTLSPolicy(gw *gateway, path string, s *networkin
 		name string
 		set  bool
 	}{
-		{"subjectAltNames", len(tls.GetSubjectAltNames()) > 0},
 		{"verifyCertificateSpki", len(tls.GetVerifyCertificateSpki()) > 0},
 		{"verifyCertificateHash", len(tls.GetVerifyCertificateHash()) > 0},
 		{"caCrl", tls.GetCaCrl() != ""},
@@ -220,6 +222,12 @@ func (t *translator) buildServerTLSPolicy(gw *gateway, path string, s *networkin
 			CARaw: caddyconfig.JSONModuleObject(caddytls.FileCAPool{TrustedCACertPEMFiles: []string{ca}}, "provider", "file", &w),
 			Mode:  mode,
 		}
+		if sans := tls.GetSubjectAltNames(); len(sans) > 0 {
+			p.ClientAuthentication.VerifiersRaw = []json.RawMessage{caddyconfig.JSONModuleObject(
+				istiomesh.ClientSANVerifier{SubjectAltNames: sans}, "verifier", "istio_san", &w)}
+		}
+	} else if len(tls.GetSubjectAltNames()) > 0 {
+		t.warn(gw.obj, field+".subjectAltNames", "ignored: a SIMPLE server asks for no client certificate")
 	}
 	return sp, true
 }
