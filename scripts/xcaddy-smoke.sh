@@ -15,6 +15,7 @@ modules=(
 	http.reverse_proxy.upstreams.istio
 	http.reverse_proxy.selection_policies.least_request
 	caddy.listeners.istio_mtls
+	tls.client_auth.verifier.istio_san
 	http.reverse_proxy.transport.istio
 )
 
