@@ -31,6 +31,9 @@ type logEntry struct {
 	// bytesUp counts bytes from the client to the destination (request
 	// body or tunnel), bytesDown the other way.
 	bytesUp, bytesDown atomic.Int64
+
+	// idleClosed is set when the idle timeout ended a tunnel.
+	idleClosed atomic.Bool
 }
 
 func (h *Handler) newLogEntry(r *http.Request) *logEntry {
@@ -68,6 +71,9 @@ func (e *logEntry) write(logger *zap.Logger) {
 		zap.Int64("bytes_down", e.bytesDown.Load()),
 		zap.Duration("duration", time.Since(e.start)),
 	)
+	if e.idleClosed.Load() {
+		fields = append(fields, zap.Bool("idle_timeout", true))
+	}
 	if e.decision == decisionRefused {
 		logger.Warn("egress", fields...)
 		return

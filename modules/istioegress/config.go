@@ -71,7 +71,9 @@ type Config struct {
 	// Auth, when set, requires Proxy-Authorization Basic credentials of
 	// one of these accounts (the password is a bcrypt hash, in Modular
 	// Crypt Format "$2a$..." or base64 of it, as Caddy's http_basic
-	// accounts); otherwise 407 with Proxy-Authenticate. Default: none.
+	// accounts); otherwise 407 with Proxy-Authenticate. It applies to
+	// every request the handler sees, mesh hosts included. The header is
+	// removed once checked. Default: none.
 	Auth []Account `json:"auth,omitempty"`
 
 	// Realm of the Proxy-Authenticate challenge. Default: "istio-egress".

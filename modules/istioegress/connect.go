@@ -167,17 +167,33 @@ func (h *Handler) pipe(fromClient io.Reader, toClient io.Writer, upstream net.Co
 			}
 		})
 	}
-	timer := time.AfterFunc(idle, closeAll)
-	defer timer.Stop()
-	var lastReset atomic.Int64
-	active := func() {
-		// resetting the timer at most every second keeps it cheap
-		now := time.Now().UnixNano()
-		if now-lastReset.Load() > int64(time.Second) {
-			lastReset.Store(now)
-			timer.Reset(idle)
+	// the timer checks the time of the last activity when it fires, so a
+	// read only stores a timestamp
+	var lastActive atomic.Int64
+	lastActive.Store(time.Now().UnixNano())
+	var (
+		timerMu sync.Mutex // the callback may run before timer is set
+		timer   *time.Timer
+	)
+	timerMu.Lock()
+	timer = time.AfterFunc(idle, func() {
+		timerMu.Lock()
+		defer timerMu.Unlock()
+		quiet := time.Since(time.Unix(0, lastActive.Load()))
+		if quiet >= idle {
+			entry.idleClosed.Store(true)
+			closeAll()
+			return
 		}
-	}
+		timer.Reset(idle - quiet)
+	})
+	timerMu.Unlock()
+	defer func() {
+		timerMu.Lock()
+		timer.Stop()
+		timerMu.Unlock()
+	}()
+	active := func() { lastActive.Store(time.Now().UnixNano()) }
 
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -146,6 +146,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		entry.write(h.logger)
 		return nil
 	}
+	// the credentials are for this proxy only
+	r.Header.Del("Proxy-Authorization")
 
 	if r.Method == http.MethodConnect {
 		return h.serveConnect(w, r, entry)

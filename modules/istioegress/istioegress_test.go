@@ -392,3 +392,33 @@ func TestClientIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectIdleTimeout: a tunnel with traffic stays open past the idle
+// timeout; one without traffic for that long is closed.
+func TestConnectIdleTimeout(t *testing.T) {
+	target := echoServer(t)
+	_, port, _ := net.SplitHostPort(target)
+	h := newTestHandler(t, "", `{"allow": ["127.0.0.1:`+port+`"], "idle_timeout": "300ms"}`)
+	proxy := newProxyServer(t, h, false).Listener.Addr().String()
+
+	conn, br, resp := connectH1(t, proxy, target)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT status %d", resp.StatusCode)
+	}
+	// active for longer than the idle timeout
+	for i := range 6 {
+		fmt.Fprintf(conn, "ping %d\n", i)
+		if line, err := br.ReadString('\n'); err != nil || line != fmt.Sprintf("echo: ping %d\n", i) {
+			t.Fatalf("ping %d: %q, %v", i, line, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// then quiet: the proxy closes the tunnel (well before the 10s deadline)
+	start := time.Now()
+	if _, err := br.ReadString('\n'); err == nil {
+		t.Fatal("tunnel still open after the idle timeout")
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("tunnel closed after %v, want about 300ms", waited)
+	}
+}
