@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,15 +205,23 @@ func (t *translator) sniRoutes(l *gatewayListener, entries []sniEntry) caddyhttp
 // request, as Envoy's require_tls: ALL. Like Envoy, the port is dropped
 // when it is 80 and kept otherwise.
 func httpsRedirectRoutes(l *gatewayListener) caddyhttp.RouteList {
-	var hosts caddyhttp.MatchHost
+	var patterns []string
 	all := false
 	for _, s := range l.redirects {
 		for _, h := range s.GetHosts() {
 			_, name := splitNamespacedHost(h)
-			if name == "*" {
+			var p string
+			switch {
+			case name == "*":
 				all = true
-			} else if !slices.Contains(hosts, name) {
-				hosts = append(hosts, name)
+			case strings.HasPrefix(name, "*."):
+				// Envoy's domain wildcards match any number of labels.
+				p = ".+" + regexp.QuoteMeta(name[1:])
+			default:
+				p = regexp.QuoteMeta(name)
+			}
+			if p != "" && !slices.Contains(patterns, p) {
+				patterns = append(patterns, p)
 			}
 		}
 	}
@@ -228,9 +237,9 @@ func httpsRedirectRoutes(l *gatewayListener) caddyhttp.RouteList {
 		}, "handler", "static_response", &w)},
 	}
 	if !all {
-		// Caddy's host matcher wildcards match one label, Envoy's any
-		// number of them.
-		route.MatcherSetsRaw = caddyhttp.RawMatcherSets{{"host": caddyconfig.JSON(hosts, &w)}}
+		route.MatcherSetsRaw = caddyhttp.RawMatcherSets{{"vars_regexp": caddyconfig.JSON(map[string]any{
+			"{http.request.host}": map[string]string{"pattern": `(?i)^(` + strings.Join(patterns, "|") + `)$`},
+		}, &w)}}
 	}
 	return caddyhttp.RouteList{route}
 }
