@@ -33,7 +33,7 @@ type proxyServer struct {
 	nextCalls atomic.Int32
 }
 
-func newProxyServer(t *testing.T, h *Handler, h2 bool) *proxyServer {
+func newProxyServer(t testing.TB, h *Handler, h2 bool) *proxyServer {
 	t.Helper()
 	ps := new(proxyServer)
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

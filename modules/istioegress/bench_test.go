@@ -1,0 +1,85 @@
+package istioegress
+
+import (
+	"io"
+	"net"
+	"testing"
+)
+
+// sinkServer discards what it receives and closes after the client's
+// half-close.
+func sinkServer(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_, _ = io.Copy(io.Discard, conn)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+const benchTransfer = 16 << 20
+
+// sendAll writes benchTransfer bytes to conn, half-closes it and waits for
+// the other side to close.
+func sendAll(b *testing.B, conn net.Conn, rest io.Reader) {
+	buf := make([]byte, 64<<10)
+	for sent := 0; sent < benchTransfer; sent += len(buf) {
+		if _, err := conn.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	_, _ = io.Copy(io.Discard, rest)
+	conn.Close()
+}
+
+// BenchmarkConnectTunnel compares an upload through an HTTP/1.1 CONNECT
+// tunnel with the same upload over a direct connection.
+func BenchmarkConnectTunnel(b *testing.B) {
+	target := sinkServer(b)
+	_, port, _ := net.SplitHostPort(target)
+	b.Run("direct", func(b *testing.B) {
+		b.SetBytes(benchTransfer)
+		for b.Loop() {
+			conn, err := net.Dial("tcp", target)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sendAll(b, conn, conn)
+		}
+	})
+	b.Run("tunnel", func(b *testing.B) {
+		h := newTestHandler(b, "", `{"allow": ["127.0.0.1:`+port+`"]}`)
+		proxy := newProxyServer(b, h, false).Listener.Addr().String()
+		b.SetBytes(benchTransfer)
+		for b.Loop() {
+			conn, err := net.Dial("tcp", proxy)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n"); err != nil {
+				b.Fatal(err)
+			}
+			// the 200 line and the blank line
+			head := make([]byte, len("HTTP/1.1 200 Connection established\r\n\r\n"))
+			if _, err := io.ReadFull(conn, head); err != nil || string(head[9:12]) != "200" {
+				b.Fatalf("CONNECT: %q %v", head, err)
+			}
+			sendAll(b, conn, conn)
+		}
+	})
+}
+
