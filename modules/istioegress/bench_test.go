@@ -82,4 +82,3 @@ func BenchmarkConnectTunnel(b *testing.B) {
 		}
 	})
 }
-
