@@ -11,12 +11,12 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("istio_egress", parseCaddyfile)
-	// The forward proxy decides before anything routes or proxies: it
-	// passes only mesh hosts on. "metrics" is the standard directive just
-	// before reverse_proxy, so istio_egress also comes before istio_route
-	// and istio_fault (both ordered before reverse_proxy) whichever
-	// package registers first.
-	httpcaddyfile.RegisterDirectiveOrder("istio_egress", httpcaddyfile.Before, "metrics")
+	// The forward proxy decides before any handler answers or proxies: it
+	// passes only mesh hosts on. Ordering it before "abort", the first of
+	// the standard responding handlers, puts it before respond too, and
+	// before istio_route and istio_fault (ordered before reverse_proxy)
+	// whichever package registers first.
+	httpcaddyfile.RegisterDirectiveOrder("istio_egress", httpcaddyfile.Before, "abort")
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens.
@@ -51,7 +51,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // The site must not match on host (write ":15001" or "http://:15001",
 // with `bind 127.0.0.1` to listen on loopback only): a proxy request's
 // Host is its destination, so a site address such as
-// "http://127.0.0.1:15001" would never see it.
+// "http://127.0.0.1:15001" would never see it. istio_egress runs before
+// respond, istio_fault, istio_route and reverse_proxy; a local endpoint on
+// the same site (a health check) belongs in a handle block, which runs
+// first.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
