@@ -191,3 +191,21 @@ func matchesPattern(t *testing.T, pattern, s string) bool {
 	}
 	return ok
 }
+
+// An HTTPS server on port 80 would be served in plaintext by Caddy (its
+// http_port): it is not served.
+func TestGatewayHTTPSOnPort80(t *testing.T) {
+	_, warnings := adaptInline(t, `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  servers:
+  - port: {number: 80, name: https, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}
+`)
+	if !hasWarning(warnings, "spec.servers[0].port.number", "without TLS") {
+		t.Errorf("no warning: %q", warnings)
+	}
+}

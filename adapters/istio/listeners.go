@@ -397,6 +397,12 @@ func (t *translator) gatewayListeners(mesh []*meshListener, acc *gatewayTLS) []*
 				}
 				continue
 			}
+			if terminates && port == caddyhttp.DefaultHTTPPort {
+				// Caddy serves its http_port without TLS whatever the
+				// connection policies say.
+				t.warn(gw.obj, path+".port.number", "not served: Caddy serves port 80 (its http_port) without TLS")
+				continue
+			}
 			var policy *serverPolicy
 			if terminates {
 				var ok bool
