@@ -30,15 +30,6 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request, entry *lo
 		return nil
 	}
 	entry.dest = dest
-	if r.ProtoMajor == 2 && r.Header.Get(":protocol") != "" {
-		// extended CONNECT (websockets over h2) is not a tunnel request
-		entry.refuse("extended CONNECT is not supported")
-		entry.status = http.StatusNotImplemented
-		http.Error(w, "istio_egress: extended CONNECT is not supported", http.StatusNotImplemented)
-		entry.write(h.logger)
-		return nil
-	}
-
 	dec := h.decide(r.Context(), dest)
 	if dec.refused {
 		entry.refuse(dec.reason)

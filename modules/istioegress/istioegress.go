@@ -149,7 +149,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// the credentials are for this proxy only
 	r.Header.Del("Proxy-Authorization")
 
-	if r.Method == http.MethodConnect {
+	// An extended CONNECT (RFC 8441, :protocol such as websocket) is an
+	// HTTP request for :authority and :path, not a tunnel: it is routed
+	// and forwarded like the others (reverse_proxy speaks it).
+	if r.Method == http.MethodConnect && !(r.ProtoMajor >= 2 && r.Header.Get(":protocol") != "") {
 		return h.serveConnect(w, r, entry)
 	}
 

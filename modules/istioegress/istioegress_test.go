@@ -422,3 +422,31 @@ func TestConnectIdleTimeout(t *testing.T) {
 		t.Fatalf("tunnel closed after %v, want about 300ms", waited)
 	}
 }
+
+// TestExtendedConnect: an HTTP/2 extended CONNECT (a websocket) for a
+// mesh host is an HTTP request routed by the next handler, and refused
+// with 502 like other HTTP requests for hosts the policy refuses.
+func TestExtendedConnect(t *testing.T) {
+	h := newTestHandler(t, registryJSON, `{"mode": "REGISTRY_ONLY"}`)
+	for _, tc := range []struct {
+		authority string
+		want      int
+	}{
+		{"reviews.default.svc.cluster.local:9080", 299},
+		{"unknown.test:80", http.StatusBadGateway},
+	} {
+		r := httptest.NewRequest(http.MethodConnect, "/chat", nil)
+		r.ProtoMajor, r.ProtoMinor, r.Proto = 2, 0, "HTTP/2.0"
+		r.Host = tc.authority
+		r.Header.Set(":protocol", "websocket")
+		r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), httptest.NewRecorder(), &caddyhttp.Server{})
+		rec := httptest.NewRecorder()
+		err := h.ServeHTTP(rec, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			w.WriteHeader(299)
+			return nil
+		}))
+		if err != nil || rec.Code != tc.want {
+			t.Errorf("extended CONNECT %s: %d, %v; want %d", tc.authority, rec.Code, err, tc.want)
+		}
+	}
+}
