@@ -23,6 +23,37 @@ import (
 //	  "idle_timeout": "1h"
 //	}
 
+// How a request is decided, in order:
+//
+//  1. Who may use the proxy: ClientIdentities (403) and Auth (407).
+//  2. A plain HTTP request (absolute form, origin form with Host, or an
+//     HTTP/2 extended CONNECT) whose host is a RouteHosts entry or a
+//     registry host on a port its service declares goes to the next
+//     handler, unless Deny matches it.
+//  3. Otherwise (and for every CONNECT): Deny refuses; a registry host on
+//     a declared port is allowed and goes to its service's endpoints
+//     (resolution STATIC/DNS with endpoints: the endpoints, never the
+//     name the client asked for; NONE/DYNAMIC_DNS without endpoints: the
+//     requested host on the port's target port; STATIC without endpoints
+//     is refused); an Allow match is allowed to the requested host;
+//     under REGISTRY_ONLY the rest is refused; under ALLOW_ANY it goes to
+//     the requested host.
+//  4. A requested host is resolved by the proxy (IP literals in every
+//     form a resolver accepts are parsed, not resolved); each IP that is
+//     loopback, link-local, private (RFC 1918, fc00::/7), CGNAT,
+//     unspecified, multicast, reserved or an IPv4-embedding IPv6 form is
+//     dropped unless an Allow entry or the registry service names it (see
+//     Allow); only the remaining, checked IPs are dialled, so DNS
+//     rebinding cannot reach what the check refused. None left: refused.
+//
+// A refused plain HTTP request gets 502 with an empty body (Envoy's
+// block_all); a refused CONNECT gets 403 with the reason as text/plain; a
+// CONNECT whose allowed destination does not answer gets 502. A CONNECT
+// to any declared port is a raw TCP tunnel whatever the port's protocol:
+// the VirtualService routing of that port does not apply inside it.
+// absolute-form https:// requests (TLS by the proxy) get 400: clients
+// use CONNECT for https URLs.
+
 // Outbound traffic policy modes (Sidecar outboundTrafficPolicy.mode).
 const (
 	// ModeAllowAny lets requests for hosts outside the registry through to
