@@ -355,3 +355,74 @@ func TestEgress(t *testing.T) {
 
 // apiAddr is the host:port of an external server.
 func apiAddr(srv *httptest.Server) string { return srv.Listener.Addr().String() }
+
+// TestEgressCaddyfile runs the istio_egress directive from a Caddyfile,
+// without the istio app: an allow list under REGISTRY_ONLY, and proxy
+// authentication.
+func TestEgressCaddyfile(t *testing.T) {
+	requireBinaries(t)
+	allowed := externalServer(t, "allowed-http", "127.0.0.4", false)
+	other := externalServer(t, "other-http", "127.0.0.6", false)
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	requireFree(t, listen)
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	auto_https off
+}
+
+http://:%s {
+	bind 127.0.0.1
+	istio_egress {
+		mode REGISTRY_ONLY
+		allow %s
+		auth app %s
+	}
+	respond "next" 299
+}
+`, portOf(t, listen), apiAddr(allowed), egressHash)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(caddyfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcess(t, "caddy", caddyBin, []string{"run", "--adapter", "caddyfile", "--config", file}, childEnv(filepath.Join(dir, "home")), nil)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		conn, err := net.DialTimeout("tcp", listen, time.Second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("caddy did not listen on %s:\n%s", listen, tail(p.output.String(), 4096))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	proxy := "http://app:" + egressPassword + "@" + listen
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		status  int
+		connect int
+		body    string
+	}{
+		{"allowed", []string{"-x", proxy, "http://" + apiAddr(allowed) + "/x"}, 200, 0, "allowed-http host=" + apiAddr(allowed) + " path=/x"},
+		{"allowed CONNECT", []string{"-x", proxy, "--proxytunnel", "http://" + apiAddr(allowed) + "/y"}, 200, 200, "allowed-http host=" + apiAddr(allowed) + " path=/y"},
+		{"not allowed", []string{"-x", proxy, "http://" + apiAddr(other) + "/"}, 502, 0, ""},
+		{"not allowed CONNECT", []string{"-x", proxy, "--proxytunnel", "http://" + apiAddr(other) + "/"}, 0, 403, ""},
+		{"no credentials", []string{"-x", "http://" + listen, "http://" + apiAddr(allowed) + "/"}, 407, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := curlProxy(t, nil, tc.args...)
+			if tc.status == 0 {
+				if res.exitCode == 0 || res.connectStatus != tc.connect {
+					t.Fatalf("got exit %d, CONNECT %d, status %d; want the tunnel refused with %d", res.exitCode, res.connectStatus, res.status, tc.connect)
+				}
+				return
+			}
+			if res.status != tc.status || res.body != tc.body {
+				t.Fatalf("got exit %d, status %d %q; want %d %q", res.exitCode, res.status, res.body, tc.status, tc.body)
+			}
+		})
+	}
+}
