@@ -410,7 +410,7 @@ http://:%s {
 		{"allowed CONNECT", []string{"-x", proxy, "--proxytunnel", "http://" + apiAddr(allowed) + "/y"}, 200, 200, "allowed-http host=" + apiAddr(allowed) + " path=/y"},
 		{"not allowed", []string{"-x", proxy, "http://" + apiAddr(other) + "/"}, 502, 0, ""},
 		{"not allowed CONNECT", []string{"-x", proxy, "--proxytunnel", "http://" + apiAddr(other) + "/"}, 0, 403, ""},
-		{"no credentials", []string{"-x", "http://" + listen, "http://" + apiAddr(allowed) + "/"}, 407, 0, ""},
+		{"no credentials", []string{"-x", "http://" + listen, "http://" + apiAddr(allowed) + "/"}, 407, 0, "istio_egress: proxy credentials missing\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := curlProxy(t, nil, tc.args...)
