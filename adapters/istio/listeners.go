@@ -150,7 +150,9 @@ func (t *translator) buildServers() (map[string]*caddyhttp.Server, *gatewayTLS) 
 		if l.implicit && len(vhosts) == 0 {
 			continue
 		}
-		servers[l.name] = newServer(l.listen, vhosts)
+		srv := newServer(l.listen, vhosts)
+		t.addEgress(l, srv, vhosts)
+		servers[l.name] = srv
 		served = append(served, l)
 	}
 	acc := &gatewayTLS{}
@@ -299,9 +301,6 @@ func (t *translator) meshListeners() []*meshListener {
 		if spec.GetInboundConnectionPool() != nil {
 			t.warn(obj, "spec.inboundConnectionPool", notImplemented)
 		}
-		if spec.GetOutboundTrafficPolicy() != nil {
-			t.warn(obj, "spec.outboundTrafficPolicy", notImplemented+" (requests to unknown hosts get 404)")
-		}
 		if len(spec.GetEgress()) == 0 {
 			l := get(t.meshListen(), "mesh", 0)
 			l.all = true
@@ -316,6 +315,9 @@ func (t *translator) meshListeners() []*meshListener {
 			var l *meshListener
 			if port := e.GetPort().GetNumber(); port != 0 {
 				if proto := parseProtocol(e.GetPort().GetProtocol()); !isHTTPProtocol(proto) {
+					if t.layer4SidecarListener(sc, i, e) {
+						continue
+					}
 					t.warn(obj, path+".port.protocol", fmt.Sprintf("not implemented yet: this listener is not served (protocol %s)", e.GetPort().GetProtocol()))
 					continue
 				}
@@ -370,6 +372,9 @@ func (t *translator) gatewayListeners(mesh []*meshListener, acc *gatewayTLS) []*
 			switch {
 			case plain, istioMutual, terminates:
 			default:
+				if t.layer4GatewayServer(gw, i, s) {
+					continue
+				}
 				t.warn(gw.obj, path+".port.protocol", fmt.Sprintf("not implemented yet: this server is not served (protocol %s)", proto))
 				continue
 			}
