@@ -17,4 +17,10 @@ import (
 	_ "github.com/caddy-istio/caddy-istio/modules/istioroute"
 	// caddy.listeners.istio_mtls: mesh mTLS (ISTIO_MUTUAL) identities from the pki app.
 	_ "github.com/caddy-istio/caddy-istio/modules/istiomesh"
+	// The layer4 app (TLS passthrough and TCP Gateway servers, VirtualService
+	// tls and tcp routes): its proxy handler, TLS SNI matcher and subroutes.
+	_ "github.com/mholt/caddy-l4/layer4"
+	_ "github.com/mholt/caddy-l4/modules/l4proxy"
+	_ "github.com/mholt/caddy-l4/modules/l4subroute"
+	_ "github.com/mholt/caddy-l4/modules/l4tls"
 )
