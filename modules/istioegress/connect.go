@@ -7,13 +7,17 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
-// tunnelBufferSize is the copy buffer of each direction of a tunnel.
+// tunnelBufferSize is the copy buffer of a direction of a tunnel that
+// cannot splice.
 const tunnelBufferSize = 64 << 10
 
 // serveConnect answers a CONNECT request: HTTP/1.1 (the connection is
@@ -87,7 +91,9 @@ func (h *Handler) dialAny(ctx context.Context, dials []string, spread bool) (net
 }
 
 // tunnelHTTP1 takes the client connection over, answers 200 and copies
-// bytes both ways.
+// bytes both ways. With Caddy's default protocols on a plain HTTP
+// listener the hijacked connection is the *net.TCPConn itself, so both
+// directions splice (see pipe).
 func (h *Handler) tunnelHTTP1(w http.ResponseWriter, upstream net.Conn, entry *logEntry) error {
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -103,17 +109,25 @@ func (h *Handler) tunnelHTTP1(w http.ResponseWriter, upstream net.Conn, entry *l
 		upstream.Close()
 		return nil
 	}
-	var fromClient io.Reader = client
+	// bytes the client sent after the request head, already read into the
+	// server's buffer; after them, reads go to the connection itself
 	if n := brw.Reader.Buffered(); n > 0 {
-		// bytes the client sent after the request head, already read
-		fromClient = io.MultiReader(io.LimitReader(brw.Reader, int64(n)), client)
+		early, _ := brw.Reader.Peek(n)
+		written, err := upstream.Write(early)
+		entry.bytesUp.Add(int64(written))
+		if err != nil {
+			client.Close()
+			upstream.Close()
+			return nil
+		}
 	}
-	h.pipe(fromClient, client, upstream, entry)
+	h.pipe(client, client, upstream, entry)
 	return nil
 }
 
 // tunnelHTTP2 answers 200 on the stream and copies the request body to the
-// destination and the destination to the response.
+// destination and the destination to the response. A stream cannot be
+// spliced: its bytes are HTTP/2 DATA frames.
 func (h *Handler) tunnelHTTP2(w http.ResponseWriter, r *http.Request, upstream net.Conn, entry *logEntry) error {
 	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
@@ -148,67 +162,196 @@ func (f *flushWriter) Close() error { return f.body.Close() }
 // end. A direction that ends (EOF) half-closes its destination so the
 // other direction may go on; an error or the idle timeout closes both.
 func (h *Handler) pipe(fromClient io.Reader, toClient io.Writer, upstream net.Conn, entry *logEntry) {
-	idle := time.Duration(h.IdleTimeout)
-	var closeOnce sync.Once
-	closeAll := func() {
-		closeOnce.Do(func() {
-			upstream.Close()
-			if c, ok := toClient.(io.Closer); ok {
-				c.Close()
-			}
-		})
-	}
-	// the timer checks the time of the last activity when it fires, so a
-	// read only stores a timestamp
-	var lastActive atomic.Int64
-	lastActive.Store(time.Now().UnixNano())
-	var (
-		timerMu sync.Mutex // the callback may run before timer is set
-		timer   *time.Timer
-	)
-	timerMu.Lock()
-	timer = time.AfterFunc(idle, func() {
-		timerMu.Lock()
-		defer timerMu.Unlock()
-		quiet := time.Since(time.Unix(0, lastActive.Load()))
-		if quiet >= idle {
-			entry.idleClosed.Store(true)
-			closeAll()
-			return
+	t := &tunnel{idle: time.Duration(h.IdleTimeout), upstream: upstream, toClient: toClient, entry: entry}
+	t.lastActive.Store(time.Now().UnixNano())
+	for _, src := range []io.Reader{fromClient, upstream} {
+		if c, ok := interruptible(src); ok {
+			t.interruptible = append(t.interruptible, c)
 		}
-		timer.Reset(idle - quiet)
-	})
-	timerMu.Unlock()
-	defer func() {
-		timerMu.Lock()
-		timer.Stop()
-		timerMu.Unlock()
-	}()
-	active := func() { lastActive.Store(time.Now().UnixNano()) }
+	}
+	h.logger.Debug("tunnel copy",
+		zap.Bool("splice_up", spliceable(upstream, fromClient)),
+		zap.Bool("splice_down", spliceable(toClient, upstream)))
+	t.startWatch()
+	defer t.stopWatch()
 
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := copyActive(upstream, fromClient, active)
+		n, err := t.copy(upstream, fromClient)
 		entry.bytesUp.Add(n)
 		if err != nil {
-			closeAll()
+			t.closeAll()
 			return
 		}
 		closeWrite(upstream)
 	}()
-	n, err := copyActive(toClient, upstream, active)
+	n, err := t.copy(toClient, upstream)
 	entry.bytesDown.Add(n)
 	if _, halfClose := toClient.(interface{ CloseWrite() error }); err != nil || !halfClose {
 		// an HTTP/2 stream's response half ends only when the handler
 		// returns, so the tunnel ends with the destination's side
-		closeAll()
+		t.closeAll()
 	} else {
 		closeWrite(toClient)
 	}
 	wg.Wait()
-	closeAll()
+	t.closeAll()
+}
+
+// probeWait is how long the idle watcher gives interrupted reads to report
+// the bytes they moved (see tunnel.watch).
+const probeWait = time.Second
+
+// aLongTimeAgo is a read deadline that makes a blocked read return now.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// tunnel is the state shared by the two directions of a tunnel and its
+// idle watcher.
+//
+// The idle timeout must not cost a deadline per read: a read deadline on
+// every read, or a wrapper that notes each read, would stop the kernel
+// from splicing. So a direction between two connections copies with one
+// io.Copy (splice(2) between TCP sockets) and notes activity only when it
+// returns. The watcher, a timer at the last noted activity plus the idle
+// timeout, first interrupts those copies with a past read deadline: an
+// interrupted copy returns the bytes it moved (none are lost, splice
+// empties its pipe before it waits to read), notes them and goes on. If no
+// bytes were noted within probeWait, the tunnel is idle and closed.
+type tunnel struct {
+	idle     time.Duration
+	upstream net.Conn
+	toClient io.Writer
+	entry    *logEntry
+
+	// lastActive is when a direction last noted bytes (Unix ns).
+	lastActive atomic.Int64
+	// probeGen counts the watcher's interruptions (see copy).
+	probeGen atomic.Uint64
+
+	// interruptible are the sources the watcher interrupts: those copied
+	// with io.Copy, which notes no activity until it returns.
+	interruptible []net.Conn
+
+	mu      sync.Mutex // guards the fields below and the read deadlines the watcher sets
+	timer   *time.Timer
+	probed  bool // the watcher interrupted the copies and waits for their report
+	stopped bool
+
+	closeOnce sync.Once
+}
+
+// closeAll closes both ends.
+func (t *tunnel) closeAll() {
+	t.closeOnce.Do(func() {
+		t.upstream.Close()
+		if c, ok := t.toClient.(io.Closer); ok {
+			c.Close()
+		}
+	})
+}
+
+func (t *tunnel) active() { t.lastActive.Store(time.Now().UnixNano()) }
+
+func (t *tunnel) startWatch() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.timer = time.AfterFunc(t.idle, t.watch)
+}
+
+func (t *tunnel) stopWatch() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	t.timer.Stop()
+}
+
+// watch runs when the tunnel may have been idle for t.idle.
+func (t *tunnel) watch() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	quiet := time.Since(time.Unix(0, t.lastActive.Load()))
+	switch {
+	case quiet < t.idle:
+		t.probed = false
+		t.timer.Reset(t.idle - quiet)
+	case !t.probed && len(t.interruptible) > 0:
+		// bytes a running io.Copy moved are not noted yet: interrupt
+		// the copies so they note them
+		t.probed = true
+		t.probeGen.Add(1)
+		for _, c := range t.interruptible {
+			_ = c.SetReadDeadline(aLongTimeAgo)
+		}
+		t.timer.Reset(min(probeWait, t.idle))
+	default:
+		t.entry.idleClosed.Store(true)
+		t.closeAll()
+	}
+}
+
+// copy copies src to dst until src's EOF (a nil error) or an error. A
+// source that is a connection is copied with io.Copy, which splices when
+// both ends are sockets (TCP, unix); it notes activity when the watcher
+// interrupts it. Other sources (an HTTP/2 request body, TLS) are copied
+// with a buffer, noting activity at each read.
+func (t *tunnel) copy(dst io.Writer, src io.Reader) (int64, error) {
+	conn, ok := interruptible(src)
+	if !ok {
+		return copyActive(dst, src, t.active)
+	}
+	var written int64
+	for {
+		gen := t.probeGen.Load()
+		n, err := io.Copy(dst, conn)
+		written += n
+		if n > 0 {
+			t.active()
+		}
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return written, err
+		}
+		// the watcher interrupted the read; lift its deadline unless a
+		// newer interruption came since this copy started, whose past
+		// deadline must end the next copy too
+		t.mu.Lock()
+		if t.probeGen.Load() == gen {
+			_ = conn.SetReadDeadline(time.Time{})
+		}
+		t.mu.Unlock()
+	}
+}
+
+// interruptible returns src as a socket connection whose blocked reads a
+// past read deadline ends without harm, if it is one.
+func interruptible(src io.Reader) (net.Conn, bool) {
+	switch c := src.(type) {
+	case *net.TCPConn:
+		return c, true
+	case *net.UnixConn:
+		return c, true
+	}
+	return nil, false
+}
+
+// spliceable reports whether io.Copy(dst, src) moves the bytes with
+// splice(2), in the kernel.
+func spliceable(dst io.Writer, src io.Reader) bool {
+	if _, ok := interruptible(src); !ok {
+		return false
+	}
+	switch d := dst.(type) {
+	case *net.TCPConn:
+		return true
+	case *net.UnixConn:
+		_, srcTCP := src.(*net.TCPConn)
+		return srcTCP && d.LocalAddr().Network() == "unix"
+	}
+	return false
 }
 
 // copyActive copies src to dst like io.Copy, calling active after each
