@@ -17,6 +17,13 @@ modules=(
 	caddy.listeners.istio_mtls
 	tls.client_auth.verifier.istio_san
 	http.reverse_proxy.transport.istio
+	# caddy-l4, blank-imported by imports.go: TLS passthrough and TCP servers.
+	layer4
+	layer4.handlers.proxy
+	layer4.handlers.subroute
+	layer4.matchers.tls
+	layer4.proxy.selection_policies.weighted_round_robin
+	tls.handshake_match.sni_regexp
 )
 
 caddy_version=v2.11.9
