@@ -251,7 +251,33 @@ type Destination struct {
 	Headers *Headers `json:"headers,omitempty"`
 }
 
+// Telemetry configures the handler's metrics and the source side of their
+// labels. Everything has a default; the proxy's own namespace, principal
+// and workload labels come from the istio app's mesh (Mesh.Identity and
+// Mesh.Labels).
+type Telemetry struct {
+	// Disabled turns off the istio_* metrics (response flags, access log
+	// fields and x-request-id remain).
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Reporter is the reporter label: "source" for a sidecar's outbound
+	// requests and for a gateway (as Istio reports both), "destination"
+	// for a proxy in front of its own workload. Default: source.
+	Reporter string `json:"reporter,omitempty"`
+
+	// SourceWorkload is this proxy's workload name (Istio's
+	// source_workload, e.g. the Deployment name). Default: the mesh
+	// label service.istio.io/canonical-name, app.kubernetes.io/name or
+	// app, else "unknown".
+	SourceWorkload string `json:"source_workload,omitempty"`
+
+	// ClusterID names the cluster of this proxy and of the endpoints it
+	// sends to (source_cluster, destination_cluster). Default: Kubernetes,
+	// Istio's default cluster ID.
+	ClusterID string `json:"cluster_id,omitempty"`
+}
+
 // The handler's own JSON: see Handler in istioroute.go, whose config fields
 // are `virtual_hosts` ([]*VirtualHost) and `path_normalization` (Istio's
 // MeshConfig pathNormalization: NONE, BASE, MERGE_SLASHES or
-// DECODE_AND_MERGE_SLASHES; default BASE).
+// DECODE_AND_MERGE_SLASHES; default BASE) and `telemetry` (*Telemetry).

@@ -79,7 +79,14 @@ type Handler struct {
 	// Default: BASE
 	PathNormalization string `json:"path_normalization,omitempty"`
 
+	// Telemetry configures Istio's standard metrics (istio_requests_total,
+	// istio_request_duration_milliseconds, istio_request_bytes,
+	// istio_response_bytes) on Caddy's metrics endpoint. Default: on,
+	// reporter "source", source labels from the istio app's mesh.
+	Telemetry *Telemetry `json:"telemetry,omitempty"`
+
 	hosts             hostTable
+	telemetry         *telemetry
 	pathNormalization pathNormalization
 	logger            *zap.Logger
 }
@@ -111,6 +118,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if appIface, err := ctx.AppIfConfigured("istio"); err == nil {
 		app = appIface.(*istioapp.App)
 	} else if !errors.Is(err, caddy.ErrNotConfigured) {
+		return err
+	}
+
+	if h.telemetry, err = compileTelemetry(ctx, h.Telemetry, app); err != nil {
 		return err
 	}
 
@@ -265,7 +276,7 @@ func (h *Handler) compileRouteFeatures(rt *route, rc *Route, app *istioapp.App) 
 
 // resolveDestination looks the destination's cluster up in the istio app.
 func (h *Handler) resolveDestination(dc *Destination, rc *Route, app *istioapp.App) *destination {
-	d := &destination{cluster: dc.Cluster, weight: dc.Weight}
+	d := &destination{cluster: dc.Cluster, weight: dc.Weight, telemetry: destinationTelemetryOf(dc.Cluster, app)}
 	if app != nil {
 		d.handler = app.ClusterHandler(dc.Cluster)
 	}
@@ -280,8 +291,19 @@ func (h *Handler) resolveDestination(dc *Destination, rc *Route, app *istioapp.A
 	return d
 }
 
-// ServeHTTP normalizes the request path and routes the request.
+// ServeHTTP routes the request and records its telemetry: metrics,
+// access log fields, and an x-request-id when the request has none.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	requestID := ensureRequestID(r)
+	t := startTelemetry(w)
+	defer releaseTelemetry(t)
+	err := h.route(&t.rec, r, next, t)
+	h.finishTelemetry(t, r, requestID, err)
+	return err
+}
+
+// route normalizes the request path and routes the request; t follows it.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *requestTelemetry) error {
 	path, err := h.normalizeRequestPath(r)
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
@@ -296,24 +318,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if !rt.plain {
-		return h.serveRoute(w, r, &ri, vh, rt, m, next)
+		return h.serveRoute(w, r, &ri, vh, rt, m, next, t)
 	}
 
 	switch {
 	case rt.directResponse != nil:
+		t.routed(vh, rt, nil)
 		serveDirectResponse(w, rt.directResponse)
 		return nil
 	case rt.redirect != nil:
+		t.routed(vh, rt, nil)
 		rt.redirect.serve(w, &ri, m.matchedPrefixLen(ri.path))
 		return nil
 	}
 
 	d := rt.pick()
 	h.logRouted(vh, rt, d)
+	t.routed(vh, rt, d)
 	if d.handler == nil {
+		t.set(flagNoClusterFound)
 		return caddyhttp.Error(http.StatusServiceUnavailable, d.notFound)
 	}
-	return h.answerUpstreamError(w, d.handler.ServeHTTP(w, r, next), false, d.cluster)
+	t.attempt()
+	return h.answerUpstreamError(w, d.handler.ServeHTTP(w, r, next), false, d.cluster, t)
 }
 
 // findRoute returns the virtual host of the request, its first route whose

@@ -72,6 +72,25 @@ func (f upstreamFailure) body(retried bool) string {
 	return b.String()
 }
 
+// responseFlag is Envoy's response flag for the failure.
+func (f upstreamFailure) responseFlag() responseFlags {
+	switch {
+	case f.noHealthyUpstream:
+		return flagNoHealthyUpstream
+	case f.status == http.StatusGatewayTimeout:
+		return flagUpstreamRequestTimeout
+	}
+	switch f.resetReason {
+	case resetRemoteConnectionFailure, resetConnectionTimeout:
+		return flagUpstreamConnectionFailure
+	case resetConnectionTermination:
+		return flagUpstreamConnectionTermination
+	case resetProtocolError:
+		return 0 // Envoy's UPE, which this handler does not name
+	}
+	return flagUpstreamRemoteReset
+}
+
 // classifyUpstreamError tells how Envoy answers the error reverse_proxy
 // returned for an attempt that wrote no response, or false for an error
 // that is not an upstream failure (the client went away, a bad
@@ -186,7 +205,8 @@ func writeUpstreamTimeout(w http.ResponseWriter) error {
 // answerUpstreamError answers an attempt that ended with err and wrote no
 // response: with Envoy's local reply when err is an upstream failure,
 // otherwise err is returned as is. retried tells whether a retry was made.
-func (h *Handler) answerUpstreamError(w http.ResponseWriter, err error, retried bool, cluster string) error {
+// The failure's response flag goes to t.
+func (h *Handler) answerUpstreamError(w http.ResponseWriter, err error, retried bool, cluster string, t *requestTelemetry) error {
 	if err == nil {
 		return nil // before classifyUpstreamError, whose errors.As target is allocated
 	}
@@ -194,6 +214,7 @@ func (h *Handler) answerUpstreamError(w http.ResponseWriter, err error, retried 
 	if !ok {
 		return err
 	}
+	t.set(f.responseFlag())
 	if c := h.logger.Check(zapcore.DebugLevel, "upstream failed"); c != nil {
 		c.Write(zap.String("cluster", cluster), zap.Error(err))
 	}

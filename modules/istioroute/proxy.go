@@ -23,7 +23,7 @@ const upstreamHostportPlaceholder = "http.reverse_proxy.upstream.hostport"
 // CORS, a fault, header operations, a rewrite, a timeout, retries or
 // mirrors. The order is Istio's filter chain: CORS, then fault, then the
 // router (redirect, direct response or proxy).
-func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, ri *requestInfo, vh *virtualHost, rt *route, m *match, next caddyhttp.Handler) error {
+func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, ri *requestInfo, vh *virtualHost, rt *route, m *match, next caddyhttp.Handler, t *requestTelemetry) error {
 	var corsOrigin string
 	if rt.cors != nil {
 		origin, done := rt.cors.handle(w, r)
@@ -48,8 +48,16 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, ri *request
 		}
 	}
 
+	t.routed(vh, rt, d)
 	if rt.fault != nil {
+		start := time.Now()
 		aborted, err := rt.fault.Apply(w, r)
+		if rt.fault.Delay != nil && rt.fault.Delay.FixedDelay > 0 && time.Since(start) >= time.Duration(rt.fault.Delay.FixedDelay) {
+			t.set(flagDelayInjected)
+		}
+		if aborted {
+			t.set(flagFaultInjected)
+		}
 		if err != nil || aborted {
 			return err
 		}
@@ -65,9 +73,10 @@ func (h *Handler) serveRoute(w http.ResponseWriter, r *http.Request, ri *request
 	}
 	h.logRouted(vh, rt, d)
 	if d.handler == nil {
+		t.set(flagNoClusterFound)
 		return caddyhttp.Error(http.StatusServiceUnavailable, d.notFound)
 	}
-	return h.proxy(w, r, ri, rt, m, d, next)
+	return h.proxy(w, r, ri, rt, m, d, next, t)
 }
 
 // logRouted logs the routing decision at debug level.
@@ -89,7 +98,7 @@ func (h *Handler) logRouted(vh *virtualHost, rt *route, d *destination) {
 // copy of r, and a context of its own only for a route or per-try
 // timeout. The hints naming the endpoints already tried, and a new copy
 // of the request, are made only when a retry happens.
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo, rt *route, m *match, d *destination, next caddyhttp.Handler) error {
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo, rt *route, m *match, d *destination, next caddyhttp.Handler, t *requestTelemetry) error {
 	policy := rt.retry
 	timeout := rt.timeout
 	if isUpgrade(r) {
@@ -159,7 +168,8 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		if body != nil {
 			up.Body, _ = body.nextAttempt()
 		}
-		return h.answerUpstreamError(w, d.handler.ServeHTTP(w, up, next), false, d.cluster)
+		t.attempt()
+		return h.answerUpstreamError(w, d.handler.ServeHTTP(w, up, next), false, d.cluster, t)
 	}
 
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -209,6 +219,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		if repl != nil {
 			repl.Delete(upstreamHostportPlaceholder)
 		}
+		t.attempt()
 		err := serveAttempt(d.handler, aw, ar, next)
 		// A per-try timer that could not be stopped may still be using aw,
 		// which then must not be reused.
@@ -218,11 +229,16 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 			cancelAttempt()
 		}
 		if aw.committed {
+			// Envoy flags a retriable response that no retry was left for.
+			if policy != nil && last && policy.retriableResponse(aw.committedStatus, w.Header()) {
+				t.set(flagUpstreamRetryLimitExceeded)
+			}
 			putAttemptWriter(aw, reusable)
 			return err
 		}
 		if errors.Is(routeCtx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
 			putAttemptWriter(aw, reusable)
+			t.set(flagUpstreamRequestTimeout)
 			return writeUpstreamTimeout(w)
 		}
 		if r.Context().Err() != nil {
@@ -251,16 +267,23 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 			// The cluster's circuit breaker caps the retries in progress
 			// (maxRetries, retryBudget); over it, Envoy gives up.
 			retryDone, retry = admitRetry(d.handler)
+			if !retry {
+				t.set(flagUpstreamOverflow)
+			}
 		}
 		if !retry {
+			if last && retriable && policy != nil {
+				t.set(flagUpstreamRetryLimitExceeded)
+			}
 			defer putAttemptWriter(aw, reusable)
 			switch {
 			case aw.discarded:
 				return aw.writeDiscarded()
 			case perTryTimedOut:
+				t.set(flagUpstreamRequestTimeout)
 				return writeUpstreamTimeout(w)
 			}
-			return h.answerUpstreamError(w, err, retried, d.cluster)
+			return h.answerUpstreamError(w, err, retried, d.cluster, t)
 		}
 		if !policy.allowPrevious {
 			// The hints exist from the first retry on: the first attempt
@@ -285,10 +308,13 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 			giveUp = aw.writeDiscarded
 		case perTryTimedOut:
 			putAttemptWriter(aw, reusable)
-			giveUp = func() error { return writeUpstreamTimeout(w) }
+			giveUp = func() error {
+				t.set(flagUpstreamRequestTimeout)
+				return writeUpstreamTimeout(w)
+			}
 		default:
 			putAttemptWriter(aw, reusable)
-			giveUp = func() error { return h.answerUpstreamError(w, err, retried, d.cluster) }
+			giveUp = func() error { return h.answerUpstreamError(w, err, retried, d.cluster, t) }
 		}
 		timer := time.NewTimer(policy.backoff(attempt + 1))
 		select {
@@ -296,6 +322,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		case <-routeCtx.Done():
 			timer.Stop()
 			if r.Context().Err() == nil {
+				t.set(flagUpstreamRequestTimeout)
 				return writeUpstreamTimeout(w)
 			}
 			return caddyhttp.Error(499, r.Context().Err())

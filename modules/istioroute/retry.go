@@ -252,8 +252,10 @@ type attemptWriter struct {
 	routeCtx context.Context
 
 	committed bool // the response went to the client
-	discarded bool // the response was retriable and dropped
-	status    int  // of a discarded response
+	// committedStatus is the status of the response that went to the client.
+	committedStatus int
+	discarded       bool // the response was retriable and dropped
+	status          int  // of a discarded response
 	// dropped means the per-try or route timeout ended the attempt before
 	// a response was accepted: whatever comes after (a late upstream
 	// response, or the 499 reverse_proxy writes for a cancelled request)
@@ -315,6 +317,7 @@ func putAttemptWriter(a *attemptWriter, reusable bool) {
 	// state is atomic and must not be copied; it is reset on its own.
 	a.w, a.policy, a.cancel, a.replayable, a.routeCtx = nil, nil, nil, nil, nil
 	a.discardedBytes, a.committed, a.discarded, a.status, a.dropped = 0, false, false, 0, false
+	a.committedStatus = 0
 	a.state.Store(attemptPending)
 	a.header = header
 	attemptWriters.Put(a)
@@ -362,7 +365,7 @@ func (a *attemptWriter) WriteHeader(code int) {
 		return
 	}
 	a.copyHeader(h)
-	a.committed = true
+	a.committed, a.committedStatus = true, code
 	a.w.WriteHeader(code)
 }
 

@@ -62,6 +62,9 @@ type destination struct {
 	// requestOps and responseOps are the route's header operations
 	// followed by the destination's, which so win on set conflicts.
 	requestOps, responseOps headerOpsList
+
+	// telemetry holds the metrics labels of the cluster's service.
+	telemetry *destinationTelemetry
 }
 
 // match returns the first route of vh whose match holds, and the
