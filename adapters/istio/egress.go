@@ -1,21 +1,199 @@
 package istio
 
 import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-istio/caddy-istio/adapters/istio/istioyaml"
+	"github.com/caddy-istio/caddy-istio/modules/istioegress"
 	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
 
 // addEgress puts the egress policy of the mesh listener l in front of its
-// routes (srv, serving vhosts): Sidecar.outboundTrafficPolicy, through the
-// istio_egress handler.
+// routes (srv, serving vhosts): the istio_egress handler, first, with the
+// mode of Sidecar.outboundTrafficPolicy.
 //
-// Not translated yet: every Sidecar outboundTrafficPolicy is warned about
-// here, and requests to hosts without routes get 404.
+// Every mesh listener gets it, with or without Sidecar: Istio's sidecar
+// forwards requests for hosts it has no route for to where the
+// application sent them (ALLOW_ANY, the MeshConfig default) or answers
+// 502 (REGISTRY_ONLY), and applications use the mesh listener as their
+// HTTP_PROXY. Requests for the listener's virtual hosts and for registry
+// hosts on their declared ports still go to istio_route.
 func (t *translator) addEgress(l *meshListener, srv *caddyhttp.Server, vhosts []*istioroute.VirtualHost) {
+	sidecars := t.sidecarsOf(l)
+	cfg := istioegress.Config{
+		Mode:       t.egressMode(l, sidecars),
+		RouteHosts: t.egressRouteHosts(vhosts),
+	}
+	if cfg.Mode == istioegress.ModeAllowAny {
+		// the handler's default
+		cfg.Mode = ""
+	}
+	t.warnOpenProxy(l, sidecars)
+	var w []caddyconfig.Warning
+	egress := caddyconfig.JSONModuleObject(cfg, "handler", "istio_egress", &w)
+	for _, msg := range w {
+		t.problems = append(t.problems, istioyaml.Problem{Message: "encoding: " + msg.Message})
+	}
+	srv.Routes = append(caddyhttp.RouteList{{HandlersRaw: []json.RawMessage{egress}}}, srv.Routes...)
+}
+
+// listenerSidecar is a Sidecar that defines a mesh listener, with the
+// path of the field that binds it there ("" when it uses the default
+// mesh listener address).
+type listenerSidecar struct {
+	*sidecar
+	bindPath string
+}
+
+// sidecarsOf returns the Sidecars that define the mesh listener l, as
+// meshListeners assigned them.
+func (t *translator) sidecarsOf(l *meshListener) []listenerSidecar {
+	var out []listenerSidecar
 	for _, sc := range t.sidecars {
-		if sc.spec.GetOutboundTrafficPolicy() != nil {
-			t.warn(sc.obj, "spec.outboundTrafficPolicy", notImplemented+" (requests to unknown hosts get 404)")
+		egress := sc.spec.GetEgress()
+		if len(egress) == 0 && l.listen == t.meshListen() {
+			out = append(out, listenerSidecar{sidecar: sc})
+			continue
+		}
+		for i, e := range egress {
+			port := e.GetPort().GetNumber()
+			if port == 0 {
+				if l.listen == t.meshListen() {
+					out = append(out, listenerSidecar{sidecar: sc})
+					break
+				}
+				continue
+			}
+			bind := e.GetBind()
+			if bind == "" {
+				bind = "127.0.0.1"
+			}
+			if listenAddress(bind, port) == l.listen {
+				path := fmt.Sprintf("spec.egress[%d].bind", i)
+				if e.GetBind() == "" {
+					path = fmt.Sprintf("spec.egress[%d].port", i)
+				}
+				out = append(out, listenerSidecar{sidecar: sc, bindPath: path})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// egressMode is the outbound traffic policy of the listener: ALLOW_ANY
+// (Istio's MeshConfig default) unless a Sidecar that defines it says
+// otherwise. An outboundTrafficPolicy without mode, `{}` included, is
+// REGISTRY_ONLY: the enum's zero value, as Istio reads it. When the
+// Sidecars sharing the listener disagree, the stricter REGISTRY_ONLY
+// applies to all.
+func (t *translator) egressMode(l *meshListener, sidecars []listenerSidecar) string {
+	var modes []string
+	for _, sc := range sidecars {
+		otp := sc.spec.GetOutboundTrafficPolicy()
+		mode := istioegress.ModeAllowAny
+		if otp != nil && otp.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
+			mode = istioegress.ModeRegistryOnly
+		}
+		if otp.GetEgressProxy() != nil {
+			msg := "not implemented: traffic to hosts outside the registry goes directly to the host the application asked for (ALLOW_ANY passthrough), not to this egress proxy"
+			if mode == istioegress.ModeRegistryOnly {
+				msg = "ignored: egressProxy applies to ALLOW_ANY only, as in Istio"
+			}
+			t.warn(sc.obj, "spec.outboundTrafficPolicy.egressProxy", msg)
+		}
+		modes = append(modes, mode)
+	}
+	slices.Sort(modes)
+	modes = slices.Compact(modes)
+	if len(modes) == 0 {
+		return istioegress.ModeAllowAny
+	}
+	if len(modes) > 1 {
+		for _, sc := range sidecars {
+			t.warn(sc.obj, "spec.outboundTrafficPolicy", fmt.Sprintf("the Sidecars of the mesh listener %s disagree on the mode: REGISTRY_ONLY applies to all of them (one proxy serves them)", strings.TrimPrefix(l.listen, "tcp/")))
+		}
+		return istioegress.ModeRegistryOnly
+	}
+	return modes[0]
+}
+
+// egressRouteHosts are the domains of vhosts that istio_route serves and
+// the egress handler would not recognise by itself: every domain whose host
+// is not a registry host ("reviews", "reviews.default", a VirtualService
+// host without ServiceEntry). Registry hosts are left out so that the
+// handler checks their port against the service (an undeclared port goes
+// through the egress policy, as in Istio). "*" is never listed: it would
+// hand every host to istio_route and bypass the policy.
+func (t *translator) egressRouteHosts(vhosts []*istioroute.VirtualHost) []string {
+	var out []string
+	for _, vh := range vhosts {
+		for _, d := range vh.Domains {
+			if d == "*" || t.isRegistryDomain(d) {
+				continue
+			}
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isRegistryDomain reports whether the host of domain (a vhost domain,
+// "host" or "host:port") is a registry host as the runtime looks it up:
+// a service's exact hostname, or under a wildcard service host.
+func (t *translator) isRegistryDomain(domain string) bool {
+	host := strings.ToLower(domain)
+	if h, _, err := net.SplitHostPort(domain); err == nil {
+		host = strings.ToLower(h)
+	}
+	if t.serviceByHost[host] != nil {
+		return true
+	}
+	for name := range t.serviceByHost {
+		if suffix, ok := strings.CutPrefix(name, "*"); ok && strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// warnOpenProxy warns when the egress proxy of l listens on an address
+// other hosts can reach: Istio has no field for proxy authentication, so
+// the translated listener is an open forward proxy there.
+func (t *translator) warnOpenProxy(l *meshListener, sidecars []listenerSidecar) {
+	addr, ok := strings.CutPrefix(l.listen, "tcp/")
+	if !ok && strings.HasPrefix(l.listen, "unix/") {
+		return
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() || strings.EqualFold(host, "localhost") {
+		return
+	}
+	msg := fmt.Sprintf("the mesh listener %s is reachable from other hosts and its egress proxy (istio_egress) requires no authentication: an open proxy for everyone who can reach it; bind it to a loopback address, or add auth or client_identities to the istio_egress handler", addr)
+	if len(sidecars) == 0 {
+		t.problems = append(t.problems, istioyaml.Problem{Message: msg + " (the mesh listener address is an adapter option)"})
+	}
+	for _, sc := range sidecars {
+		if sc.bindPath != "" {
+			t.warn(sc.obj, sc.bindPath, msg)
+		} else {
+			t.warn(sc.obj, "spec.egress", msg+" (served on the mesh listener address, an adapter option)")
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-istio/caddy-istio/modules/istioegress"
 	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
 
@@ -18,6 +19,9 @@ type adapted struct {
 type adaptedServer struct {
 	listen string
 	vhosts []*istioroute.VirtualHost
+	// egress is the istio_egress handler in front of a mesh listener's
+	// routes, nil on other servers.
+	egress *istioegress.Config
 }
 
 // vhost returns the virtual host named name of server, or nil.
@@ -48,6 +52,7 @@ func adaptInline(t *testing.T, input string) (*adapted, []string) {
 						Handle []struct {
 							Handler      string                    `json:"handler"`
 							VirtualHosts []*istioroute.VirtualHost `json:"virtual_hosts"`
+							istioegress.Config
 						} `json:"handle"`
 					} `json:"routes"`
 				} `json:"servers"`
@@ -60,10 +65,15 @@ func adaptInline(t *testing.T, input string) (*adapted, []string) {
 	}
 	a := &adapted{app: raw.Apps.Istio, servers: make(map[string]adaptedServer)}
 	for name, s := range raw.Apps.HTTP.Servers {
-		if len(s.Listen) != 1 || len(s.Routes) != 1 || len(s.Routes[0].Handle) != 1 || s.Routes[0].Handle[0].Handler != "istio_route" {
-			t.Fatalf("server %s: want one listen address and one istio_route handler, got %s", name, out)
+		var egress *istioegress.Config
+		if len(s.Routes) > 1 && len(s.Routes[0].Handle) == 1 && s.Routes[0].Handle[0].Handler == "istio_egress" {
+			egress = &s.Routes[0].Handle[0].Config
+			s.Routes = s.Routes[1:]
 		}
-		a.servers[name] = adaptedServer{listen: s.Listen[0], vhosts: s.Routes[0].Handle[0].VirtualHosts}
+		if len(s.Listen) != 1 || len(s.Routes) != 1 || len(s.Routes[0].Handle) != 1 || s.Routes[0].Handle[0].Handler != "istio_route" {
+			t.Fatalf("server %s: want one listen address and one istio_route handler (after istio_egress on mesh listeners), got %s", name, out)
+		}
+		a.servers[name] = adaptedServer{listen: s.Listen[0], vhosts: s.Routes[0].Handle[0].VirtualHosts, egress: egress}
 	}
 	var ws []string
 	resource := regexp.MustCompile(`^[A-Za-z]+ [^ /]*/[^ :]*: `)

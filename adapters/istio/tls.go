@@ -2,7 +2,9 @@ package istio
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -34,6 +36,10 @@ const autoSNI = istioapp.AutoSNI
 //     subjectAltNames checked by the runtime (for a ServiceEntry host
 //     without them, the service's identities, as Istio does);
 //   - MUTUAL: SIMPLE plus the client certificate and key;
+//   - credentialName (SIMPLE and MUTUAL): the files of that secret in the
+//     credentials directory (see ResolveCredential) replace
+//     caCertificates, clientCertificate and privateKey, as Istio takes
+//     them from the Kubernetes secret;
 //   - ISTIO_MUTUAL: TLS on, with the mesh certificate and the mesh CA set
 //     by the runtime; the server must present one of the identities of
 //     the service: its ServiceEntry subjectAltNames and the
@@ -47,13 +53,21 @@ func (t *translator) upstreamTLS(ct *networking.ClientTLSSettings, svc *service)
 		if tc.ServerName == "" {
 			tc.ServerName = autoSNI
 		}
-		if ca := ct.GetCaCertificates(); ca != "" {
-			tc.CARaw = fileCAPool(ca)
+		caFile, certFile, keyFile := ct.GetCaCertificates(), ct.GetClientCertificate(), ct.GetPrivateKey()
+		if name := ct.GetCredentialName(); name != "" {
+			// Istio takes the certificates from the secret and ignores the
+			// file fields; a secret that is missing leaves them empty (the
+			// handshake then fails, as Envoy's cluster without its secret).
+			cred, _, _ := ResolveCredential(t.opts.CredentialsDir, t.credentialNamespace(svc, name), name)
+			caFile, certFile, keyFile = cred.CA, cred.Cert, cred.Key
+		}
+		if caFile != "" {
+			tc.CARaw = fileCAPool(caFile)
 		}
 		tc.InsecureSkipVerify = ct.GetInsecureSkipVerify().GetValue()
 		if ct.GetMode() == networking.ClientTLSSettings_MUTUAL {
-			tc.ClientCertificateFile = ct.GetClientCertificate()
-			tc.ClientCertificateKeyFile = ct.GetPrivateKey()
+			tc.ClientCertificateFile = certFile
+			tc.ClientCertificateKeyFile = keyFile
 		}
 		sans := slices.Clone(ct.GetSubjectAltNames())
 		if len(sans) == 0 && svc != nil && svc.obj.Service == nil && !tc.InsecureSkipVerify {
@@ -115,13 +129,77 @@ func (t *translator) serviceIdentities(svc *service) []string {
 
 // checkTLS warns about the client TLS settings Caddy cannot apply.
 func (t *translator) checkTLS(obj *istioyaml.Object, path string, ct *networking.ClientTLSSettings) {
-	if ct.GetCredentialName() != "" {
-		t.warn(obj, path+".credentialName", "not supported: Kubernetes secrets are not read; set clientCertificate, privateKey and caCertificates (files) instead")
+	if name := ct.GetCredentialName(); name != "" {
+		t.checkCredential(obj, path, ct, name)
 	}
 	if ct.GetCaCertCredentialName() != "" {
 		t.warn(obj, path+".caCertCredentialName", "not supported: Kubernetes secrets are not read; set caCertificates (a file) instead")
 	}
 	if ct.GetCaCrl() != "" {
 		t.warn(obj, path+".caCrl", "not supported: Caddy's transport does not check certificate revocation lists")
+	}
+}
+
+// credentialNamespace is the namespace the credentialName of a
+// DestinationRule of svc is looked up in: the namespace of the rule that
+// names it (Istio reads secrets of the DestinationRule's namespace), else
+// the service's.
+func (t *translator) credentialNamespace(svc *service, name string) string {
+	if svc != nil {
+		if hp := policyFor(t.policies, svc.Hostname); hp != nil {
+			for _, dr := range hp.rules {
+				if namesCredential(dr.spec, name) {
+					return dr.obj.Namespace
+				}
+			}
+		}
+		return svc.Namespace
+	}
+	return defaultProxyNamespace
+}
+
+// namesCredential reports whether a client TLS block of dr names the
+// credential name.
+func namesCredential(dr *networking.DestinationRule, name string) bool {
+	policies := []*networking.TrafficPolicy{dr.GetTrafficPolicy()}
+	for _, s := range dr.GetSubsets() {
+		policies = append(policies, s.GetTrafficPolicy())
+	}
+	for _, tp := range policies {
+		if tp.GetTls().GetCredentialName() == name {
+			return true
+		}
+		for _, pl := range tp.GetPortLevelSettings() {
+			if pl.GetTls().GetCredentialName() == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkCredential warns when the credential name of the client TLS block
+// ct at path is not found in the credentials directory, or lacks what the
+// mode needs.
+func (t *translator) checkCredential(obj *istioyaml.Object, path string, ct *networking.ClientTLSSettings, name string) {
+	field := path + ".credentialName"
+	if ct.GetClientCertificate() != "" || ct.GetPrivateKey() != "" || ct.GetCaCertificates() != "" {
+		t.warn(obj, field, "the certificates come from this credential: clientCertificate, privateKey and caCertificates are ignored, as in Istio")
+	}
+	cred, looked, found := ResolveCredential(t.opts.CredentialsDir, obj.Namespace, name)
+	switch {
+	case t.opts.CredentialsDir == "":
+		t.warn(obj, field, fmt.Sprintf("credential %q not found: no credentials directory (the config has no file name; set %s): TLS to this destination fails", name, CredentialsEnv))
+		return
+	case !found:
+		t.warn(obj, field, fmt.Sprintf("credential %q not found (looked in %s): TLS to this destination fails", name, strings.Join(looked, ", ")))
+		return
+	}
+	mutual := ct.GetMode() == networking.ClientTLSSettings_MUTUAL
+	if mutual && (cred.Cert == "" || cred.Key == "") {
+		t.warn(obj, field, fmt.Sprintf("credential %q has no tls.crt/tls.key (or cert/key) in %s: MUTUAL TLS to this destination fails", name, looked[0]))
+	}
+	if cred.CA == "" && !ct.GetInsecureSkipVerify().GetValue() {
+		t.warn(obj, field, fmt.Sprintf("credential %q has no ca.crt (or cacert): the server certificate is verified against the system roots", name))
 	}
 }
