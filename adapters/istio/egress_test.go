@@ -70,15 +70,15 @@ func TestEgressPolicy(t *testing.T) {
 			server:  "mesh-127.0.0.9-8080", mode: "REGISTRY_ONLY",
 		},
 		{
-			name:    "egressProxy is not implemented",
-			sidecar: "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy:\n      host: proxy.example.test\n      port: {number: 3128}\n",
-			server:  "mesh",
+			name:     "egressProxy is not implemented",
+			sidecar:  "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy:\n      host: proxy.example.test\n      port: {number: 3128}\n",
+			server:   "mesh",
 			warnings: []string{"spec.outboundTrafficPolicy.egressProxy: not implemented: traffic to hosts outside the registry goes directly to the host the application asked for (ALLOW_ANY passthrough), not to this egress proxy"},
 		},
 		{
-			name:    "open proxy on a non-loopback bind",
-			sidecar: "  egress:\n  - port: {number: 8080, protocol: HTTP, name: http}\n    bind: 0.0.0.0\n    hosts: [\"*/*\"]\n",
-			server:  "mesh-0.0.0.0-8080",
+			name:     "open proxy on a non-loopback bind",
+			sidecar:  "  egress:\n  - port: {number: 8080, protocol: HTTP, name: http}\n    bind: 0.0.0.0\n    hosts: [\"*/*\"]\n",
+			server:   "mesh-0.0.0.0-8080",
 			warnings: []string{"spec.egress[0].bind: the mesh listener 0.0.0.0:8080 is reachable from other hosts and its egress proxy (istio_egress) requires no authentication: an open proxy for everyone who can reach it; bind it to a loopback address, or add auth or client_identities to the istio_egress handler"},
 		},
 	} {
