@@ -574,7 +574,7 @@ jq -s \
 	($raw | map(select(.config == "istio" and .phase != "memory")) | {v1: (map(.v1) | add), v2: (map(.v2) | add)}) as $split
 	| def share(cfg): ($raw | map(select(.config == cfg and .phase != "memory")) | {v1: (map(.v1) | add), v2: (map(.v2) | add)}
 		| .v2_share = (if .v1 + .v2 > 0 then .v2 / (.v1 + .v2) else null end));
-	| {
+	{
 		date: $date,
 		machine: {nproc: $nproc, cpu: $cpu, uptime_before: $uptime_before, uptime_after: $uptime_after},
 		commit: $commit, go: $go, fortio: "1.66.5", layout: $layout,
