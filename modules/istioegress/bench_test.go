@@ -3,9 +3,12 @@ package istioegress
 import (
 	"io"
 	"net"
+	"net/http"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // sinkServer discards what it receives and closes after the client's
@@ -88,4 +91,67 @@ func BenchmarkConnectTunnel(b *testing.B) {
 			sendAll(b, conn, conn)
 		}
 	})
+}
+
+// TestSpliceIdleAndCounts: a spliced tunnel whose only traffic is a
+// trickle one way (so no copy returns on its own) stays open past the
+// idle timeout, is closed once quiet, and logs the bytes it moved.
+func TestSpliceIdleAndCounts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	received := make(chan int64, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.Copy(io.Discard, conn)
+		received <- n
+	}()
+	target := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(target)
+	h := newTestHandler(t, "", `{"allow": ["127.0.0.1:`+port+`"], "idle_timeout": "300ms"}`)
+	core, logs := observer.New(zap.InfoLevel)
+	h.logger = zap.New(core)
+	proxy := newProxyServer(t, h, false).Listener.Addr().String()
+
+	conn, br, resp := connectH1(t, proxy, target)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT status %d", resp.StatusCode)
+	}
+	const trickle = 8
+	for range trickle {
+		if _, err := conn.Write([]byte("x")); err != nil {
+			t.Fatalf("tunnel closed while active: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// quiet: the proxy closes the tunnel
+	start := time.Now()
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("tunnel still open after the idle timeout")
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("tunnel closed after %v, want about 300ms", waited)
+	}
+	if n := <-received; n != trickle {
+		t.Fatalf("destination got %d bytes, want %d", n, trickle)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage("egress").Len() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	entries := logs.FilterMessage("egress").All()
+	if len(entries) != 1 {
+		t.Fatalf("%d access log entries, want 1", len(entries))
+	}
+	fields := entries[0].ContextMap()
+	if fields["bytes_up"] != int64(trickle) || fields["idle_timeout"] != true {
+		t.Errorf("access log %v, want bytes_up %d and idle_timeout", fields, trickle)
+	}
 }

@@ -200,8 +200,8 @@ func (h *Handler) pipe(fromClient io.Reader, toClient io.Writer, upstream net.Co
 	t.closeAll()
 }
 
-// probeWait is how long the idle watcher gives interrupted reads to report
-// the bytes they moved (see tunnel.watch).
+// probeWait bounds how long the idle watcher waits for interrupted copies
+// to note the bytes they moved before it closes an idle tunnel.
 const probeWait = time.Second
 
 // aLongTimeAgo is a read deadline that makes a blocked read return now.
@@ -214,11 +214,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // every read, or a wrapper that notes each read, would stop the kernel
 // from splicing. So a direction between two connections copies with one
 // io.Copy (splice(2) between TCP sockets) and notes activity only when it
-// returns. The watcher, a timer at the last noted activity plus the idle
-// timeout, first interrupts those copies with a past read deadline: an
-// interrupted copy returns the bytes it moved (none are lost, splice
-// empties its pipe before it waits to read), notes them and goes on. If no
-// bytes were noted within probeWait, the tunnel is idle and closed.
+// returns. The watcher interrupts those copies with a past read deadline
+// every quarter of the idle timeout: an interrupted copy returns the
+// bytes it moved (none are lost: splice empties its pipe before it waits
+// to read), notes them and goes on. When the notes say the tunnel has
+// been quiet for the idle timeout, the watcher interrupts the copies once
+// more and closes the tunnel if they still note nothing: it closes
+// between 1 and 1.25 idle timeouts (plus probeWait) after the last byte.
+// (A copy blocked writing to a peer that reads too slowly to drain it
+// within probeWait notes nothing either, as a blocked write of the
+// buffered copy did before.)
 type tunnel struct {
 	idle     time.Duration
 	upstream net.Conn
@@ -234,10 +239,10 @@ type tunnel struct {
 	// with io.Copy, which notes no activity until it returns.
 	interruptible []net.Conn
 
-	mu      sync.Mutex // guards the fields below and the read deadlines the watcher sets
-	timer   *time.Timer
-	probed  bool // the watcher interrupted the copies and waits for their report
-	stopped bool
+	mu         sync.Mutex // guards the fields below and the read deadlines the watcher sets
+	timer      *time.Timer
+	confirming bool // the notes said idle; the copies were interrupted to confirm it
+	stopped    bool
 
 	closeOnce sync.Once
 }
@@ -257,7 +262,7 @@ func (t *tunnel) active() { t.lastActive.Store(time.Now().UnixNano()) }
 func (t *tunnel) startWatch() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.timer = time.AfterFunc(t.idle, t.watch)
+	t.timer = time.AfterFunc(t.next(0), t.watch)
 }
 
 func (t *tunnel) stopWatch() {
@@ -267,7 +272,17 @@ func (t *tunnel) stopWatch() {
 	t.timer.Stop()
 }
 
-// watch runs when the tunnel may have been idle for t.idle.
+// next is the time to the watcher's next run when the tunnel has been
+// quiet for quiet (< t.idle).
+func (t *tunnel) next(quiet time.Duration) time.Duration {
+	wait := t.idle - quiet
+	if len(t.interruptible) > 0 {
+		wait = min(wait, t.idle/4)
+	}
+	return max(wait, time.Millisecond)
+}
+
+// watch closes the tunnel when no bytes moved for t.idle; see tunnel.
 func (t *tunnel) watch() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -276,21 +291,29 @@ func (t *tunnel) watch() {
 	}
 	quiet := time.Since(time.Unix(0, t.lastActive.Load()))
 	switch {
-	case quiet < t.idle:
-		t.probed = false
-		t.timer.Reset(t.idle - quiet)
-	case !t.probed && len(t.interruptible) > 0:
-		// bytes a running io.Copy moved are not noted yet: interrupt
-		// the copies so they note them
-		t.probed = true
-		t.probeGen.Add(1)
-		for _, c := range t.interruptible {
-			_ = c.SetReadDeadline(aLongTimeAgo)
-		}
-		t.timer.Reset(min(probeWait, t.idle))
-	default:
+	case quiet >= t.idle && (t.confirming || len(t.interruptible) == 0):
 		t.entry.idleClosed.Store(true)
 		t.closeAll()
+		return
+	case quiet >= t.idle:
+		t.confirming = true
+		t.interrupt()
+		t.timer.Reset(max(min(probeWait, t.idle/4), time.Millisecond))
+		return
+	}
+	t.confirming = false
+	if len(t.interruptible) > 0 {
+		t.interrupt()
+	}
+	t.timer.Reset(t.next(quiet))
+}
+
+// interrupt makes the running io.Copy calls return, so they note the
+// bytes they moved. t.mu is held.
+func (t *tunnel) interrupt() {
+	t.probeGen.Add(1)
+	for _, c := range t.interruptible {
+		_ = c.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
