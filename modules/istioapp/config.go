@@ -198,6 +198,39 @@ type ConnectionPool struct {
 	// MaxConnectionDuration closes a connection once it is this old, after
 	// its request in flight completes (tcp.maxConnectionDuration).
 	MaxConnectionDuration caddy.Duration `json:"max_connection_duration,omitempty"`
+
+	// TCPKeepalive sets the keepalive probes of upstream connections
+	// (tcp.tcpKeepalive); unset parts keep the OS defaults. Nil: Caddy's
+	// transport keep_alive settings alone.
+	TCPKeepalive *TCPKeepalive `json:"tcp_keepalive,omitempty"`
+
+	// HTTP2KeepAlive sends HTTP/2 PINGs on an upstream connection idle for
+	// Interval and closes it when no answer comes within Timeout
+	// (http.http2KeepAlive). Nil: no PINGs.
+	HTTP2KeepAlive *HTTP2KeepAlive `json:"http2_keep_alive,omitempty"`
+
+	// MaxConcurrentStreams caps the requests in progress on one HTTP/2
+	// upstream connection (http.maxConcurrentStreams); the server's own
+	// SETTINGS limit applies too. 0: only the server's.
+	MaxConcurrentStreams uint32 `json:"max_concurrent_streams,omitempty"`
+
+	// UseClientProtocol speaks to the upstream the HTTP version the client
+	// used (HTTP/2 to HTTP/2 clients, HTTP/1.1 otherwise)
+	// (http.useClientProtocol).
+	UseClientProtocol bool `json:"use_client_protocol,omitempty"`
+}
+
+// TCPKeepalive is Istio's tcpKeepalive: zero fields are the OS defaults.
+type TCPKeepalive struct {
+	Time     caddy.Duration `json:"time,omitempty"`     // idle time before the first probe
+	Interval caddy.Duration `json:"interval,omitempty"` // between probes
+	Probes   uint32         `json:"probes,omitempty"`   // unanswered probes before the connection is dropped
+}
+
+// HTTP2KeepAlive is Istio's http2KeepAlive.
+type HTTP2KeepAlive struct {
+	Interval caddy.Duration `json:"interval"`
+	Timeout  caddy.Duration `json:"timeout"`
 }
 
 // OutlierDetection is Envoy's outlier detection for one cluster, with the
@@ -255,6 +288,10 @@ type UpstreamTLS struct {
 	// certificate must carry one. Empty: with IstioMutual any identity of
 	// the mesh trust domain; otherwise the transport's own hostname check.
 	SubjectAltNames []string `json:"subject_alt_names,omitempty"`
+
+	// CRLFile is a PEM file of certificate revocation lists (caCrl): a
+	// server certificate whose serial one of them lists is refused.
+	CRLFile string `json:"crl_file,omitempty"`
 }
 
 // LocalityLB is Envoy's locality-weighted load balancing and locality
