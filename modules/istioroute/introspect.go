@@ -74,13 +74,14 @@ type DestinationSnapshot struct {
 	// Percent is the share of the route's requests the destination gets.
 	Percent float64 `json:"percent"`
 	// Found is false when the istio app has no such cluster: requests
-	// routed to it get 503 (Envoy's NC).
+	// routed to it get 503 (Envoy's NC). A destination that gets no
+	// traffic (weight 0 beside others) is not looked up and shows true.
 	Found bool `json:"found"`
 }
 
 // Snapshot returns the routing table of a provisioned handler.
 func (h *Handler) Snapshot() HandlerSnapshot {
-	found := h.resolvedClusters()
+	missing := h.missingClusters()
 	hs := HandlerSnapshot{PathNormalization: h.PathNormalization, VirtualHosts: []VirtualHostSnapshot{}}
 	for _, vh := range h.VirtualHosts {
 		if vh == nil {
@@ -89,7 +90,7 @@ func (h *Handler) Snapshot() HandlerSnapshot {
 		vs := VirtualHostSnapshot{Name: vh.Name, Domains: slices.Clone(vh.Domains), Routes: []RouteSnapshot{}}
 		for _, rc := range vh.Routes {
 			if rc != nil {
-				vs.Routes = append(vs.Routes, routeSnapshot(rc, found))
+				vs.Routes = append(vs.Routes, routeSnapshot(rc, missing))
 			}
 		}
 		hs.VirtualHosts = append(hs.VirtualHosts, vs)
@@ -97,18 +98,18 @@ func (h *Handler) Snapshot() HandlerSnapshot {
 	return hs
 }
 
-// resolvedClusters are the clusters the compiled routes found in the
-// istio app.
-func (h *Handler) resolvedClusters() map[string]bool {
-	found := make(map[string]bool)
+// missingClusters are the clusters the compiled routes send traffic to
+// but did not find in the istio app.
+func (h *Handler) missingClusters() map[string]bool {
+	missing := make(map[string]bool)
 	add := func(vh *virtualHost) {
 		if vh == nil {
 			return
 		}
 		for _, rt := range vh.routes {
 			for _, d := range rt.destinations {
-				if d.handler != nil {
-					found[d.cluster] = true
+				if d.handler == nil {
+					missing[d.cluster] = true
 				}
 			}
 		}
@@ -120,11 +121,11 @@ func (h *Handler) resolvedClusters() map[string]bool {
 		add(w.vh)
 	}
 	add(h.hosts.any)
-	return found
+	return missing
 }
 
-// routeSnapshot summarizes rc; found are the clusters that exist.
-func routeSnapshot(rc *Route, found map[string]bool) RouteSnapshot {
+// routeSnapshot summarizes rc; missing are the clusters that do not exist.
+func routeSnapshot(rc *Route, missing map[string]bool) RouteSnapshot {
 	rs := RouteSnapshot{Name: rc.Name, VirtualService: rc.VirtualService, Match: []string{}}
 	for _, m := range rc.Match {
 		if m != nil {
@@ -140,7 +141,7 @@ func routeSnapshot(rc *Route, found map[string]bool) RouteSnapshot {
 		rs.DirectResponse = rc.DirectResponse.Status
 	default:
 		rs.Action = "route"
-		rs.Destinations = destinationShares(rc.Route, found)
+		rs.Destinations = destinationShares(rc.Route, missing)
 	}
 	if rc.Timeout > 0 {
 		rs.Features = append(rs.Features, "timeout="+time.Duration(rc.Timeout).String())
@@ -171,7 +172,7 @@ func routeSnapshot(rc *Route, found map[string]bool) RouteSnapshot {
 // destinationShares gives each destination its share of the requests as
 // the handler picks them: a single destination gets all; among several,
 // in proportion to the weights (weight 0 gets none).
-func destinationShares(dests []*Destination, found map[string]bool) []DestinationSnapshot {
+func destinationShares(dests []*Destination, missing map[string]bool) []DestinationSnapshot {
 	var total int64
 	for _, d := range dests {
 		if d != nil && d.Weight > 0 {
@@ -183,7 +184,7 @@ func destinationShares(dests []*Destination, found map[string]bool) []Destinatio
 		if d == nil {
 			continue
 		}
-		ds := DestinationSnapshot{Cluster: d.Cluster, Weight: d.Weight, Found: found[d.Cluster]}
+		ds := DestinationSnapshot{Cluster: d.Cluster, Weight: d.Weight, Found: !missing[d.Cluster]}
 		switch {
 		case len(dests) == 1:
 			ds.Percent = 100
