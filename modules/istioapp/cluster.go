@@ -170,9 +170,10 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reverseproxy.HTTPTransport, c *Cluster) error {
 	isHTTP := ht != nil
 	needsHTTP := c.Tunnel != nil || c.TLS != nil ||
-		(c.ConnectionPool != nil && (c.ConnectionPool.MaxRequestsPerConnection > 0 || c.ConnectionPool.MaxConnectionDuration > 0))
+		(c.ConnectionPool != nil && (c.ConnectionPool.MaxRequestsPerConnection > 0 || c.ConnectionPool.MaxConnectionDuration > 0 ||
+			c.ConnectionPool.TCPKeepalive != nil || c.ConnectionPool.HTTP2KeepAlive != nil))
 	if needsHTTP && !isHTTP {
-		return fmt.Errorf("tunnel, tls and per-connection limits need the http transport")
+		return fmt.Errorf("tunnel, tls, keepalive and per-connection limits need the http transport")
 	}
 	http1 := true
 	if isHTTP {
@@ -184,6 +185,9 @@ func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reversepr
 	// where Go's transport then opens no new stream on it
 	limits := connLimitsOf(c.ConnectionPool)
 	if isHTTP {
+		if err := configureKeepalive(ht, c.ConnectionPool); err != nil {
+			return err
+		}
 		if err := wrapDial(ht, c.Tunnel, limits); err != nil {
 			return err
 		}
