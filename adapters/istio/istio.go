@@ -148,6 +148,9 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 	if len(servers) > 0 {
 		apps["http"] = caddyconfig.JSON(caddyhttp.App{Servers: servers}, &cw)
 	}
+	if l4 := t.layer4App(servers); l4 != nil {
+		apps["layer4"] = l4
+	}
 	if tlsApp, pkiApp := gatewayTLS.apps(); tlsApp != nil {
 		apps["tls"] = tlsApp
 		if pkiApp != nil {

@@ -43,6 +43,9 @@ type translator struct {
 
 	problems []istioyaml.Problem
 	warned   map[warningKey]bool
+
+	// layer4 collects the TLS passthrough and TCP listeners (layer4.go).
+	layer4 *layer4State
 }
 
 type warningKey struct {

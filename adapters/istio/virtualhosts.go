@@ -70,12 +70,7 @@ func (t *translator) checkVirtualServices(mesh []*meshListener) {
 			// (see delegatedRoutes); it has no hosts of its own.
 			continue
 		}
-		if len(vs.spec.GetTcp()) > 0 {
-			t.warn(vs.obj, "spec.tcp", notImplemented)
-		}
-		if len(vs.spec.GetTls()) > 0 {
-			t.warn(vs.obj, "spec.tls", notImplemented)
-		}
+		// spec.tcp and spec.tls: see layer4routes.go.
 		if len(vs.spec.GetHttp()) > 0 && vsGateways(vs)[meshGateway] && len(meshNamespaces) > 0 && !exportedToAny(vs, meshNamespaces) {
 			t.warn(vs.obj, "spec.exportTo", fmt.Sprintf("not exported to the namespace of a mesh listener (%s): not served on the mesh", strings.Join(slices.Sorted(maps.Keys(meshNamespaces)), ", ")))
 		}
