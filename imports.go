@@ -5,6 +5,8 @@ package caddyistio
 import (
 	// The istio config adapter: caddy adapt/run --adapter istio.
 	_ "github.com/caddy-istio/caddy-istio/adapters/istio"
+	// admin.api.istio: live routes, clusters and endpoints on the admin API; the `caddy istio` command.
+	_ "github.com/caddy-istio/caddy-istio/modules/istioadmin"
 	// The istio app: registry of services, endpoints and clusters.
 	_ "github.com/caddy-istio/caddy-istio/modules/istioapp"
 	// http.reverse_proxy.selection_policies.least_request: Envoy's LEAST_REQUEST.
