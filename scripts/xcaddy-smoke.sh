@@ -17,6 +17,7 @@ modules=(
 	caddy.listeners.istio_mtls
 	tls.client_auth.verifier.istio_san
 	http.reverse_proxy.transport.istio
+	admin.api.istio
 	# caddy-l4, blank-imported by imports.go: TLS passthrough and TCP servers.
 	layer4
 	layer4.handlers.proxy
