@@ -6,8 +6,9 @@
 #   bench/egress.sh                       # ~1 minute: 5 interleaved rounds of 100 MB up and down
 #   bench/egress.sh --rounds 9 --size 1GB # longer, steadier
 #   bench/egress.sh --no-build            # use .cache/bin/caddy and .cache/bin/bench-egress as they are
+#   bench/egress.sh --baseline /tmp/old/caddy   # also an older caddy build, interleaved (path "baseline")
 #
-# Every option also has an environment variable (ROUNDS, SIZE, MODES, NO_BUILD); see usage() below.
+# Every option also has an environment variable (ROUNDS, SIZE, MODES, NO_BUILD, BASELINE); see usage().
 #
 # What it does:
 #   * builds .cache/bin/caddy (go build ./xcaddy) and .cache/bin/bench-egress (bench/egress);
@@ -17,17 +18,20 @@
 #     DEBUG so the log shows whether each direction spliced;
 #   * layout (if taskset works and nproc >= 2): server + client on CPU 0, caddy on CPU 1 with
 #     GOMAXPROCS=1, as bench/run.sh;
+#   * with --baseline BIN, a second caddy (BIN, same config) on 127.0.0.1:18301 (admin 12030), also
+#     on CPU 1: the "baseline" path, e.g. a build of an older commit, measured in the same rounds;
 #   * after one 10 MB warm-up per path, runs ROUNDS interleaved rounds; each round moves SIZE bytes
-#     per mode (up: client to server, down: server to client) directly and through the tunnel,
-#     the order of the two paths alternating each round; it records the client's MB/s (10^6 B/s,
-#     from the first byte sent to the last byte or the server's count) and caddy's CPU time
-#     (/proc/<pid>/stat) for each tunnel transfer;
-#   * prints the medians, the ratio tunnel/direct per mode, caddy's CPU seconds per GB tunnelled,
+#     per mode (up: client to server, down: server to client) directly and through the tunnel
+#     (and the baseline), the order of the paths rotating each round; it records the client's MB/s
+#     (10^6 B/s, from the first byte sent to the last byte or the server's count) and the proxy's
+#     CPU time (/proc/<pid>/task/*/schedstat) for each transfer;
+#   * prints the medians, the ratio tunnel/direct per mode, the proxy's CPU seconds per GB moved,
 #     the load average before and after, and writes bench/results/egress-<stamp>.json.
 # The target (ratio >= 0.9) is printed, not gated: the machine is shared, so figures are
 # indicative. Exit status 0 when every transfer completed.
 #
-# Needs: go, jq; taskset (util-linux) for pinning. Ports 18300, 18310 and 12029 (admin) on
+# Needs: go, jq; taskset (util-linux) for pinning. Ports 18300, 18310 and 12029 (admin), and with
+# --baseline 18301 and 12030, on
 # 127.0.0.1 must be free. Never run by the test suite.
 set -euo pipefail
 
@@ -38,6 +42,7 @@ usage: bench/egress.sh [options]
   --size S      bytes per transfer: N, NkB, NMB, NGB     (SIZE, default 100MB)
   --modes M     space-separated: up, down                (MODES, default "up down")
   --no-build    use the binaries already in .cache/bin   (NO_BUILD=1)
+  --baseline B  also measure the caddy binary B as path "baseline" (BASELINE)
 EOF
 }
 
@@ -45,12 +50,14 @@ ROUNDS="${ROUNDS:-5}"
 SIZE="${SIZE:-100MB}"
 MODES="${MODES:-up down}"
 NO_BUILD="${NO_BUILD:-0}"
+BASELINE="${BASELINE:-}"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--size) SIZE="$2"; shift 2 ;;
 	--modes) MODES="$2"; shift 2 ;;
 	--no-build) NO_BUILD=1; shift ;;
+	--baseline) BASELINE="$2"; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "egress.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -73,6 +80,8 @@ out_json="$results/egress-$stamp.json"
 PROXY=127.0.0.1:18300
 SERVER=127.0.0.1:18310
 ADMIN=127.0.0.1:12029
+BASELINE_PROXY=127.0.0.1:18301
+BASELINE_ADMIN=127.0.0.1:12030
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -85,6 +94,7 @@ fi
 for b in caddy bench-egress; do
 	[ -x "$bin/$b" ] || { echo "egress.sh: $bin/$b missing (run without --no-build)" >&2; exit 1; }
 done
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "egress.sh: baseline $BASELINE is not executable" >&2; exit 1; }
 
 # --- layout ------------------------------------------------------------------------------------
 LG=()
@@ -115,65 +125,84 @@ wait_port() {
 		sleep 0.1
 	done
 }
-for addr in "$PROXY" "$SERVER" "$ADMIN"; do
+paths=(direct tunnel)
+addrs=("$PROXY" "$SERVER" "$ADMIN")
+[ -z "$BASELINE" ] || { paths+=(baseline); addrs+=("$BASELINE_PROXY" "$BASELINE_ADMIN"); }
+for addr in "${addrs[@]}"; do
 	port_free "$addr" || { echo "egress.sh: $addr is in use" >&2; exit 1; }
 done
 
-cat >"$work/caddy.json" <<EOF
+caddy_config() { # name listen admin
+	cat >"$work/$1.json" <<EOF
 {
-  "admin": {"listen": "$ADMIN"},
+  "admin": {"listen": "$3"},
   "logging": {"logs": {"default": {"level": "DEBUG",
-    "writer": {"output": "file", "filename": "$work/caddy.log"}}}},
+    "writer": {"output": "file", "filename": "$work/$1.log"}}}},
   "apps": {"http": {"servers": {"egress": {
-    "listen": ["$PROXY"],
+    "listen": ["$2"],
     "automatic_https": {"disable": true},
     "routes": [{"handle": [{"handler": "istio_egress", "allow": ["$SERVER"]}]}]
   }}}}
 }
 EOF
+}
 
 "${LG[@]}" "$bin/bench-egress" serve -listen "$SERVER" 2>"$work/server.log" &
 pids+=($!)
+caddy_config caddy "$PROXY" "$ADMIN"
 GOMAXPROCS=1 "${PX[@]}" "$bin/caddy" run --config "$work/caddy.json" >"$work/caddy.out" 2>&1 &
 caddy_pid=$!
 pids+=("$caddy_pid")
+baseline_pid=""
+if [ -n "$BASELINE" ]; then
+	caddy_config baseline "$BASELINE_PROXY" "$BASELINE_ADMIN"
+	GOMAXPROCS=1 "${PX[@]}" "$BASELINE" run --config "$work/baseline.json" >"$work/baseline.out" 2>&1 &
+	baseline_pid=$!
+	pids+=("$baseline_pid")
+	wait_port "$BASELINE_PROXY"
+fi
 wait_port "$SERVER"
 wait_port "$PROXY"
 
-clk_tck="$(getconf CLK_TCK)"
-# caddy's user + system CPU time so far, in clock ticks
-proxy_ticks() { awk '{print $14 + $15}' "/proc/$caddy_pid/stat"; }
+# a proxy's CPU time so far, in ns: the sum over its threads of /proc/<pid>/task/*/schedstat
+# (finer than the 10 ms ticks of /proc/<pid>/stat); 0 for the direct path
+proxy_cpu_ns() {
+	if [ -n "$1" ]; then awk '{s += $1} END {printf "%d\n", s}' /proc/"$1"/task/*/schedstat; else echo 0; fi
+}
 
-transfer() { # mode path size -> one JSON line, with the tunnel's proxy CPU seconds
-	local mode="$1" path="$2" size="$3" before after out
+transfer() { # mode path size -> one JSON line, with the proxy's CPU seconds
+	local mode="$1" path="$2" size="$3" before after out pid=""
 	local args=(-mode "$mode" -size "$size" -target "$SERVER")
-	[ "$path" = tunnel ] && args+=(-proxy "$PROXY")
-	before="$(proxy_ticks)"
+	case "$path" in
+	tunnel) args+=(-proxy "$PROXY"); pid="$caddy_pid" ;;
+	baseline) args+=(-proxy "$BASELINE_PROXY"); pid="$baseline_pid" ;;
+	esac
+	before="$(proxy_cpu_ns "$pid")"
 	out="$("${LG[@]}" "$bin/bench-egress" client "${args[@]}")"
-	after="$(proxy_ticks)"
-	jq -c --argjson ticks "$((after - before))" --argjson hz "$clk_tck" \
+	after="$(proxy_cpu_ns "$pid")"
+	jq -c --argjson ns "$((after - before))" \
 		--arg load "$(cut -d' ' -f1 /proc/loadavg)" \
-		'. + {proxy_cpu_s: ($ticks / $hz), loadavg1: ($load | tonumber)}' <<<"$out"
+		--arg path "$path" '. + {path: $path, proxy_cpu_s: ($ns / 1e9), loadavg1: ($load | tonumber)}' <<<"$out"
 }
 
 uptime_before="$(uptime)"
 log "$layout; $uptime_before"
 log "warm-up: 10MB per path"
 for mode in $MODES; do
-	transfer "$mode" direct 10MB >/dev/null
-	transfer "$mode" tunnel 10MB >/dev/null
+	for path in "${paths[@]}"; do transfer "$mode" "$path" 10MB >/dev/null; done
 done
 
 raw="$work/raw.jsonl"
 : >"$raw"
 for round in $(seq 1 "$ROUNDS"); do
-	paths=(direct tunnel)
-	[ $((round % 2)) -eq 0 ] && paths=(tunnel direct)
+	# rotate the order of the paths each round
+	shift_by=$(((round - 1) % ${#paths[@]}))
+	order=("${paths[@]:shift_by}" "${paths[@]:0:shift_by}")
 	for mode in $MODES; do
-		for path in "${paths[@]}"; do
+		for path in "${order[@]}"; do
 			line="$(transfer "$mode" "$path" "$SIZE" | jq -c --argjson round "$round" '. + {round: $round}')"
 			echo "$line" >>"$raw"
-			log "round $round $mode $path: $(jq -r '"\(.mb_per_s | floor) MB/s, proxy CPU \(.proxy_cpu_s) s, load \(.loadavg1)"' <<<"$line")"
+			log "round $round $mode $path: $(jq -r '"\(.mb_per_s | floor) MB/s, proxy CPU \(.proxy_cpu_s * 1000 | round) ms, load \(.loadavg1)"' <<<"$line")"
 		done
 	done
 done
@@ -188,7 +217,7 @@ jq -s \
 	--arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg commit "$commit" --arg layout "$layout" \
 	--arg cpu "$cpu" --argjson nproc "$(nproc)" --arg go "$(go env GOVERSION)" \
 	--arg ub "$uptime_before" --arg ua "$uptime_after" \
-	--argjson rounds "$ROUNDS" --arg size "$SIZE" --arg modes "$MODES" \
+	--argjson rounds "$ROUNDS" --arg size "$SIZE" --arg modes "$MODES" --arg baseline "$BASELINE" \
 	--argjson spliced "${splice_lines:-0}" --argjson tunnels "${tunnel_lines:-0}" '
 	def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
 		else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -196,7 +225,7 @@ jq -s \
 	| ($modes | split(" ") | map(select(. != ""))) as $ms
 	| {
 		date: $date, commit: $commit, go: $go,
-		settings: {rounds: $rounds, size: $size, modes: $ms, layout: $layout},
+		settings: {rounds: $rounds, size: $size, modes: $ms, layout: $layout, baseline: $baseline},
 		machine: {nproc: $nproc, cpu: $cpu, uptime_before: $ub, uptime_after: $ua},
 		tunnels_spliced_both_ways: $spliced, tunnels_logged: $tunnels,
 		medians: [ $ms[] as $m | {
@@ -204,8 +233,12 @@ jq -s \
 			direct_mb_per_s: ([$raw[] | select(.mode == $m and .path == "direct") | .mb_per_s] | median),
 			tunnel_mb_per_s: ([$raw[] | select(.mode == $m and .path == "tunnel") | .mb_per_s] | median),
 			tunnel_proxy_cpu_s_per_gb: ([$raw[] | select(.mode == $m and .path == "tunnel")
+				| .proxy_cpu_s / (.bytes / 1e9)] | median),
+			baseline_mb_per_s: ([$raw[] | select(.mode == $m and .path == "baseline") | .mb_per_s] | median),
+			baseline_proxy_cpu_s_per_gb: ([$raw[] | select(.mode == $m and .path == "baseline")
 				| .proxy_cpu_s / (.bytes / 1e9)] | median)
-		} | . + {ratio: (.tunnel_mb_per_s / .direct_mb_per_s)} ],
+		} | . + {ratio: (.tunnel_mb_per_s / .direct_mb_per_s)}
+		  | if .baseline_mb_per_s then . + {baseline_ratio: (.baseline_mb_per_s / .direct_mb_per_s)} else . end ],
 		target: {ratio_min: 0.9},
 		raw: $raw
 	}' "$raw" >"$out_json"
@@ -217,8 +250,12 @@ jq -r '
 	"uptime after:  \(.machine.uptime_after | sub("^ +"; ""))",
 	"tunnels spliced both ways (caddy debug log): \(.tunnels_spliced_both_ways) of \(.tunnels_logged)",
 	"",
-	"mode   direct MB/s   tunnel MB/s   tunnel/direct   caddy CPU s per GB tunnelled   target",
-	(.medians[] | "\(.mode)\t\(.direct_mb_per_s | floor)\t\t\(.tunnel_mb_per_s | floor)\t\t\(.ratio * 1000 | round / 1000)\t\t\(.tunnel_proxy_cpu_s_per_gb * 1000 | round / 1000)\t\t\t\t>= 0.9: \(if .ratio >= 0.9 then "met" else "NOT met" end)"),
+	"mode  direct MB/s  tunnel MB/s  tunnel/direct  caddy CPU s/GB  target",
+	(.medians[] | "\(.mode)\t\(.direct_mb_per_s | floor)\t\t\(.tunnel_mb_per_s | floor)\t\(.ratio * 1000 | round / 1000)\t\t\(.tunnel_proxy_cpu_s_per_gb * 1000 | round / 1000)\t\t>= 0.9: \(if .ratio >= 0.9 then "met" else "NOT met" end)"),
+	(if .settings.baseline != "" then
+		"baseline \(.settings.baseline):",
+		(.medians[] | "\(.mode)\t\t\t\(.baseline_mb_per_s | floor)\t\(.baseline_ratio * 1000 | round / 1000)\t\t\(.baseline_proxy_cpu_s_per_gb * 1000 | round / 1000)")
+	else empty end),
 	"",
 	"medians of \(.settings.rounds) rounds; results: '"$out_json"'"
 ' "$out_json"
