@@ -260,9 +260,11 @@ type Telemetry struct {
 	// fields and x-request-id remain).
 	Disabled bool `json:"disabled,omitempty"`
 
-	// Reporter is the reporter label: "source" for a sidecar's outbound
-	// requests and for a gateway (as Istio reports both), "destination"
-	// for a proxy in front of its own workload. Default: source.
+	// Reporter is the reporter label. Only "source" is supported: the
+	// handler routes outbound requests, which Istio reports from the
+	// source, for a sidecar as for a gateway. ("destination" would need
+	// the labels of the downstream peer, which this proxy does not know.)
+	// Default: source.
 	Reporter string `json:"reporter,omitempty"`
 
 	// SourceWorkload is this proxy's workload name (Istio's

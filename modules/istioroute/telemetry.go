@@ -69,24 +69,21 @@ func (f responseFlags) String() string {
 
 // Istio's label values.
 const (
-	reporterSource       = "source"
-	reporterDestination  = "destination"
-	labelUnknown         = "unknown"
-	defaultClusterID     = "Kubernetes"
-	defaultRevision      = "latest"
-	protocolHTTP         = "http"
-	protocolGRPC         = "grpc"
-	securityMutualTLS    = "mutual_tls"
-	securityNone         = "none"
-	defaultTrustDomain   = "cluster.local"
-	canonicalNameLabel   = "service.istio.io/canonical-name"
-	canonicalRevLabel    = "service.istio.io/canonical-revision"
-	kubernetesNameLabel  = "app.kubernetes.io/name"
-	kubernetesVerLabel   = "app.kubernetes.io/version"
-	appLabel             = "app"
-	versionLabel         = "version"
-	requestIDHeader      = "X-Request-Id"
-	envoyOverloadedHeadr = "X-Envoy-Overloaded"
+	reporterSource        = "source"
+	labelUnknown          = "unknown"
+	defaultClusterID      = "Kubernetes"
+	defaultRevision       = "latest"
+	protocolHTTP          = "http"
+	protocolGRPC          = "grpc"
+	defaultTrustDomain    = "cluster.local"
+	canonicalNameLabel    = "service.istio.io/canonical-name"
+	canonicalRevLabel     = "service.istio.io/canonical-revision"
+	kubernetesNameLabel   = "app.kubernetes.io/name"
+	kubernetesVerLabel    = "app.kubernetes.io/version"
+	appLabel              = "app"
+	versionLabel          = "version"
+	requestIDHeader       = "X-Request-Id"
+	envoyOverloadedHeader = "X-Envoy-Overloaded"
 )
 
 // istioLabels are the labels of Istio's standard HTTP metrics, in
@@ -182,7 +179,6 @@ type seriesKey struct {
 	flags      responseFlags
 	grpc       bool
 	grpcStatus string
-	mtls       bool
 }
 
 type seriesMetrics struct {
@@ -200,8 +196,8 @@ func compileTelemetry(ctx caddy.Context, cfg *Telemetry, app *istioapp.App) (*te
 	if t.reporter == "" {
 		t.reporter = reporterSource
 	}
-	if t.reporter != reporterSource && t.reporter != reporterDestination {
-		return nil, errors.New(`telemetry: reporter must be "source" or "destination"`)
+	if t.reporter != reporterSource {
+		return nil, errors.New(`telemetry: reporter must be "source"`)
 	}
 	if t.clusterID == "" {
 		t.clusterID = defaultClusterID
@@ -350,27 +346,19 @@ func (t *telemetry) labelValues(k seriesKey) []string {
 			destPrincipal = "spiffe://" + t.trustDomain + "/ns/" + destNamespace + "/sa/" + ep.ServiceAccount
 		}
 	}
-	sourcePrincipal := t.source[4]
-	if t.reporter == reporterSource && !mutual {
-		// a peer without mesh TLS has no principal for this proxy
-		sourcePrincipal = labelUnknown
+	if !mutual {
+		// without mesh TLS the upstream learns no principal of this proxy
+		v[5] = labelUnknown
 	}
-	v[5] = sourcePrincipal
 	v = append(v, destWorkload, destNamespace, destPrincipal, destApp, destVersion, service,
 		destCanonical, destRevision, serviceName, serviceNamespace, destCluster)
 	protocol := protocolHTTP
 	if k.grpc {
 		protocol = protocolGRPC
 	}
-	// Istio reports the security policy from the destination only.
-	security := labelUnknown
-	if t.reporter == reporterDestination {
-		security = securityNone
-		if k.mtls {
-			security = securityMutualTLS
-		}
-	}
-	v = append(v, protocol, strconv.Itoa(k.code), k.grpcStatus, k.flags.String(), security)
+	// Istio reports the security policy from the destination only; the
+	// source reports "unknown".
+	v = append(v, protocol, strconv.Itoa(k.code), k.grpcStatus, k.flags.String(), labelUnknown)
 	return v
 }
 
@@ -504,7 +492,7 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 	}
 	header := t.rec.Header()
 	if code == http.StatusServiceUnavailable && t.attempts > 0 {
-		if _, ok := header[envoyOverloadedHeadr]; ok {
+		if _, ok := header[envoyOverloadedHeader]; ok {
 			t.flags |= flagUpstreamOverflow // a circuit breaker of the cluster
 		}
 	}
@@ -530,7 +518,6 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 		m := h.telemetry.metricsFor(seriesKey{
 			d: t.d, endpoint: endpoint, code: code, flags: t.flags,
 			grpc: grpc, grpcStatus: grpcStatus,
-			mtls: r.TLS != nil && len(r.TLS.PeerCertificates) > 0,
 		})
 		m.requests.Inc()
 		m.duration.Observe(float64(time.Since(t.start)) / float64(time.Millisecond))

@@ -444,3 +444,78 @@ func TestTelemetryAllocations(t *testing.T) {
 		t.Errorf("%v allocations per request, want at most 3", n)
 	}
 }
+
+func TestLabelValues(t *testing.T) {
+	tel, err := compileTelemetry(newContext(t, nil), &Telemetry{SourceWorkload: "productpage-v1", ClusterID: "east"}, &istioapp.App{
+		Mesh: &istioapp.Mesh{TrustDomain: "example.org", Identity: "spiffe://example.org/ns/shop/sa/productpage",
+			Labels: map[string]string{"app": "productpage", "service.istio.io/canonical-revision": "r7"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutual := &destination{telemetry: &destinationTelemetry{service: "reviews.shop.svc.cluster.local", serviceName: "reviews", serviceNamespace: "shop", istioMutual: true}}
+	ep := &istioapp.Workload{ServiceAccount: "reviews", Labels: map[string]string{"app.kubernetes.io/name": "reviews", "version": "v3"}}
+	tests := []struct {
+		name string
+		key  seriesKey
+		want map[string]string
+	}{
+		{"istio mutual, grpc", seriesKey{d: mutual, endpoint: ep, code: 200, grpc: true, grpcStatus: "14", flags: flagUpstreamRetryLimitExceeded}, map[string]string{
+			"source_workload": "productpage-v1", "source_canonical_service": "productpage", "source_canonical_revision": "r7",
+			"source_workload_namespace": "shop", "source_principal": "spiffe://example.org/ns/shop/sa/productpage",
+			"source_app": "productpage", "source_version": "unknown", "source_cluster": "east",
+			"destination_workload": "reviews", "destination_workload_namespace": "shop",
+			"destination_principal": "spiffe://example.org/ns/shop/sa/reviews",
+			"destination_app": "unknown", "destination_version": "v3", "destination_canonical_service": "reviews",
+			"destination_canonical_revision": "v3", "destination_cluster": "east",
+			"request_protocol": "grpc", "response_code": "200", "grpc_response_status": "14", "response_flags": "URX",
+			"connection_security_policy": "unknown",
+		}},
+		{"no route", seriesKey{code: 404, flags: flagNoRouteFound}, map[string]string{
+			"source_principal": "unknown", "destination_service": "unknown", "destination_workload": "unknown",
+			"destination_principal": "unknown", "destination_canonical_revision": "latest", "destination_cluster": "unknown",
+			"request_protocol": "http", "response_code": "404", "response_flags": "NR",
+		}},
+	}
+	for _, tc := range tests {
+		values := tel.labelValues(tc.key)
+		if len(values) != len(istioLabels) {
+			t.Fatalf("%s: %d values for %d labels", tc.name, len(values), len(istioLabels))
+		}
+		for i, name := range istioLabels {
+			if want, ok := tc.want[name]; ok && values[i] != want {
+				t.Errorf("%s: %s = %q, want %q", tc.name, name, values[i], want)
+			}
+		}
+	}
+	if _, err := compileTelemetry(newContext(t, nil), &Telemetry{Reporter: "destination"}, nil); err == nil {
+		t.Error("reporter destination accepted")
+	}
+}
+
+func TestDestinationTelemetry(t *testing.T) {
+	app := &istioapp.App{
+		Services: []*istioapp.Service{
+			{Hostname: "reviews.shop.svc.cluster.local", Namespace: "shop"},
+			{Hostname: "api.example.com", Namespace: "shop"},
+		},
+		Clusters: []*istioapp.Cluster{
+			{Name: "outbound|9080|v1|reviews.shop.svc.cluster.local", Service: "reviews.shop.svc.cluster.local", TLS: &istioapp.UpstreamTLS{IstioMutual: true}},
+			{Name: "outbound|443||api.example.com", Service: "api.example.com"},
+		},
+	}
+	tests := []struct {
+		cluster string
+		want    destinationTelemetry
+	}{
+		{"outbound|9080|v1|reviews.shop.svc.cluster.local", destinationTelemetry{"reviews.shop.svc.cluster.local", "reviews", "shop", true}},
+		{"outbound|443||api.example.com", destinationTelemetry{"api.example.com", "api.example.com", "shop", false}},
+		{"outbound|80||missing.test", destinationTelemetry{"missing.test", "missing.test", "unknown", false}},
+		{"weird", destinationTelemetry{"unknown", "unknown", "unknown", false}},
+	}
+	for _, tc := range tests {
+		if got := destinationTelemetryOf(tc.cluster, app); *got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.cluster, *got, tc.want)
+		}
+	}
+}
