@@ -118,15 +118,22 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 		set = &endpointSet{originalDestinationPort: strconv.FormatUint(uint64(defaultTargetPort(port)), 10)}
 	}
 	proxy.DynamicUpstreams = set
-	ht, err := loadHTTPTransport(ctx, proxy)
+	// ht is the proxy's HTTP transport; with UseClientProtocol, ht speaks
+	// HTTP/1.1 and h2 HTTP/2
+	var ht, h2 *reverseproxy.HTTPTransport
+	if cp := c.ConnectionPool; cp != nil && cp.UseClientProtocol {
+		ht, h2, err = loadClientProtocolTransports(ctx, proxy)
+	} else {
+		ht, err = loadHTTPTransport(ctx, proxy)
+	}
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case ht != nil && ht.TLS != nil:
-		proxy.Transport = newTLSTransport(ht)
+	case h2 != nil:
+		proxy.Transport = &clientProtocolTransport{http1: roundTripperOf(ht), http2: roundTripperOf(h2), ht: ht}
 	case ht != nil:
-		proxy.Transport = ht
+		proxy.Transport = roundTripperOf(ht)
 	}
 	if err := proxy.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("provisioning reverse_proxy: %v", err)
@@ -158,16 +165,25 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 		}
 	}
 
-	if err := a.wrapTransport(ctx, ch, ht, c); err != nil {
+	if err := a.wrapTransport(ctx, ch, c, ht, h2); err != nil {
 		return nil, err
 	}
 	return ch, nil
 }
 
+// roundTripperOf is the reverse_proxy transport of ht.
+func roundTripperOf(ht *reverseproxy.HTTPTransport) http.RoundTripper {
+	if ht.TLS != nil {
+		return newTLSTransport(ht)
+	}
+	return ht
+}
+
 // wrapTransport applies the cluster's connection pool, outlier detection,
 // tunnel and upstream TLS to the provisioned reverse_proxy's transport; ht
-// is the HTTP transport in it, nil for another kind.
-func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reverseproxy.HTTPTransport, c *Cluster) error {
+// is the HTTP transport in it, nil for another kind, and h2 the HTTP/2
+// one of a cluster with UseClientProtocol, nil otherwise.
+func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, c *Cluster, ht, h2 *reverseproxy.HTTPTransport) error {
 	isHTTP := ht != nil
 	needsHTTP := c.Tunnel != nil || c.TLS != nil ||
 		(c.ConnectionPool != nil && (c.ConnectionPool.MaxRequestsPerConnection > 0 || c.ConnectionPool.MaxConnectionDuration > 0 ||
@@ -184,14 +200,22 @@ func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reversepr
 	// request marked Close is the last of its connection, also in HTTP/2,
 	// where Go's transport then opens no new stream on it
 	limits := connLimitsOf(c.ConnectionPool)
-	if isHTTP {
-		if err := configureKeepalive(ht, c.ConnectionPool); err != nil {
+	if h2 != nil {
+		// HTTP/2 requests are multiplexed: the connection slots count the
+		// HTTP/1.1 ones only (clusterTransport.clientProtocol)
+		http1 = true
+	}
+	for _, tr := range []*reverseproxy.HTTPTransport{ht, h2} {
+		if tr == nil {
+			continue
+		}
+		if err := configureKeepalive(tr, c.ConnectionPool); err != nil {
 			return err
 		}
-		if err := wrapDial(ht, c.Tunnel, limits); err != nil {
+		if err := wrapDial(tr, c.Tunnel, limits); err != nil {
 			return err
 		}
-		if err := a.configureUpstreamTLS(ctx, ht, c); err != nil {
+		if err := a.configureUpstreamTLS(ctx, tr, c); err != nil {
 			return fmt.Errorf("tls: %v", err)
 		}
 	}
@@ -201,6 +225,7 @@ func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, ht *reversepr
 		return nil
 	}
 	t := newClusterTransport(ch.proxy.Transport, c, http1, ch.lease.outlier, limits)
+	t.clientProtocol = h2 != nil
 	ch.transport = t
 	ch.proxy.Transport = t
 	ch.retryCap = retryCapOf(c, t)

@@ -51,6 +51,11 @@ type clusterTransport struct {
 	// perConnection, when set, limits the life of each connection.
 	perConnection *connLimits
 
+	// clientProtocol is set when the request goes upstream in its
+	// client's HTTP version (UseClientProtocol): only HTTP/1 requests then
+	// take a connection slot.
+	clientProtocol bool
+
 	outlier *outlierDetector
 }
 
@@ -99,7 +104,7 @@ func (t *clusterTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return overflowResponse(req), nil
 	}
 	releaseSlot := func() {}
-	if t.connSlots != nil {
+	if t.connSlots != nil && !(t.clientProtocol && clientSpokeHTTP2(req)) {
 		select {
 		case t.connSlots <- struct{}{}:
 		default:
