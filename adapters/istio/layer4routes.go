@@ -426,6 +426,9 @@ func (t *translator) clusterProxy(clusters []weightedCluster, tls bool) json.Raw
 			}
 			continue
 		}
+		if c.ref != nil {
+			t.warnLayer4Policy(*c.ref, c.name)
+		}
 		splits = append(splits, split{dials, c.weight})
 	}
 	if len(splits) == 0 {
@@ -544,4 +547,51 @@ func endpointDial(ep *istioapp.Workload, sp *istioapp.ServicePort) string {
 		n = p
 	}
 	return net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(n), 10))
+}
+
+// warnLayer4Policy warns, at the destination written at ref, when the
+// DestinationRule traffic policy of cluster name sets what the layer4
+// proxy does not apply: tls/tcp routes proxy plain TCP with least
+// connections (one destination) or weighted round robin (a split).
+func (t *translator) warnLayer4Policy(ref fieldRef, name string) {
+	c := t.clusterByName[name]
+	if c == nil {
+		return
+	}
+	hp := policyFor(t.policies, c.Service)
+	if hp == nil {
+		return
+	}
+	var subset *networking.Subset
+	if c.Subset != "" {
+		subset = hp.subset(c.Subset)
+	}
+	p := resolvePolicy(hp.trafficPolicy, subset, c.Port)
+	var fields []string
+	if p.GetLoadBalancer() != nil {
+		fields = append(fields, "loadBalancer")
+	}
+	if p.GetConnectionPool() != nil {
+		fields = append(fields, "connectionPool")
+	}
+	if p.GetOutlierDetection() != nil {
+		fields = append(fields, "outlierDetection")
+	}
+	if p.GetTls() != nil {
+		fields = append(fields, "tls")
+	}
+	if p.GetProxyProtocol() != nil {
+		fields = append(fields, "proxyProtocol")
+	}
+	if p.GetTunnel() != nil {
+		fields = append(fields, "tunnel")
+	}
+	if len(fields) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("not implemented yet for tls and tcp routes: the trafficPolicy %s of cluster %s is not applied", strings.Join(fields, ", "), name)
+	if p.GetTls() != nil {
+		msg += " (connections go out without TLS origination)"
+	}
+	t.warn(ref.obj, ref.path, msg)
 }
