@@ -472,12 +472,15 @@ func startTelemetry(w http.ResponseWriter) *requestTelemetry {
 // finishTelemetry records the request's metrics and access log fields
 // once the handler is done; err is what the handler returns.
 func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestID string, err error) {
+	// The status written, else the one Caddy writes for the error.
 	code := t.rec.status
 	if err != nil {
-		var he caddyhttp.HandlerError
-		code = http.StatusInternalServerError
-		if errors.As(err, &he) && he.StatusCode != 0 {
-			code = he.StatusCode
+		if code == 0 {
+			var he caddyhttp.HandlerError
+			code = http.StatusInternalServerError
+			if errors.As(err, &he) && he.StatusCode != 0 {
+				code = he.StatusCode
+			}
 		}
 		if errors.Is(err, errNoRoute) || errors.Is(err, errNoVirtualHost) {
 			t.flags |= flagNoRouteFound
@@ -485,7 +488,7 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 	} else if code == 0 {
 		code = http.StatusOK
 	}
-	if code == 499 || r.Context().Err() != nil && t.rec.status == 0 {
+	if t.rec.status == 0 && (code == 499 || r.Context().Err() != nil) {
 		// the client went away before the response: Envoy reports no code
 		t.flags |= flagDownstreamConnectionTermination
 		code = 0

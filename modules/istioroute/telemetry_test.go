@@ -466,7 +466,7 @@ func TestLabelValues(t *testing.T) {
 			"source_app": "productpage", "source_version": "unknown", "source_cluster": "east",
 			"destination_workload": "reviews", "destination_workload_namespace": "shop",
 			"destination_principal": "spiffe://example.org/ns/shop/sa/reviews",
-			"destination_app": "unknown", "destination_version": "v3", "destination_canonical_service": "reviews",
+			"destination_app":       "unknown", "destination_version": "v3", "destination_canonical_service": "reviews",
 			"destination_canonical_revision": "v3", "destination_cluster": "east",
 			"request_protocol": "grpc", "response_code": "200", "grpc_response_status": "14", "response_flags": "URX",
 			"connection_security_policy": "unknown",
