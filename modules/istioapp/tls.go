@@ -19,7 +19,7 @@ import (
 // configureUpstreamTLS applies the cluster's istio TLS settings to the
 // client TLS config of the transport, which must have TLS enabled: the mesh
 // certificate and trust for ISTIO_MUTUAL, the subject alternative names
-// check otherwise.
+// check otherwise, and the certificate revocation lists.
 func (a *App) configureUpstreamTLS(ctx caddy.Context, ht *reverseproxy.HTTPTransport, c *Cluster) error {
 	if c.TLS == nil {
 		return nil
@@ -36,8 +36,23 @@ func (a *App) configureUpstreamTLS(ctx caddy.Context, ht *reverseproxy.HTTPTrans
 		if len(c.TLS.SubjectAltNames) > 0 {
 			istiomesh.ConfigureSubjectAltNames(cfg, c.TLS.SubjectAltNames)
 		}
-		return nil
+	} else if err := a.configureIstioMutual(ctx, ht, cfg, c); err != nil {
+		return err
 	}
+	if c.TLS.CRLFile != "" {
+		// after the chain verification, which it relies on
+		lists, err := loadRevocationLists(c.TLS.CRLFile)
+		if err != nil {
+			return fmt.Errorf("crl_file: %v", err)
+		}
+		configureRevocation(cfg, lists)
+	}
+	return nil
+}
+
+// configureIstioMutual sets up cfg for ISTIO_MUTUAL: the mesh certificate,
+// the mesh trust and Istio's SNI.
+func (a *App) configureIstioMutual(ctx caddy.Context, ht *reverseproxy.HTTPTransport, cfg *tls.Config, c *Cluster) error {
 	mesh := a.Mesh
 	if mesh == nil {
 		mesh = new(Mesh)
