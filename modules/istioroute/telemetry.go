@@ -528,6 +528,9 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 		m.responseBytes.Observe(float64(t.rec.bytes))
 	}
 
+	if !accessLogged(r) {
+		return
+	}
 	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		f := &accessLogFields{requestID: requestID, flags: t.flags, retries: max(t.attempts-1, 0), upstreamHost: upstreamHost}
 		if t.rt != nil {
@@ -538,6 +541,14 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 		}
 		extra.Add(zap.Inline(f))
 	}
+}
+
+// accessLogged reports whether the request's server writes access logs,
+// which the handler's log fields are for; without them the fields would
+// cost allocations for nothing.
+func accessLogged(r *http.Request) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return !ok || srv.Logs != nil
 }
 
 // releaseTelemetry returns t to its pool.
