@@ -122,7 +122,7 @@ func TestSpliceIdleAndCounts(t *testing.T) {
 	}()
 	target := ln.Addr().String()
 	_, port, _ := net.SplitHostPort(target)
-	h := newTestHandler(t, "", `{"allow": ["127.0.0.1:`+port+`"], "idle_timeout": "300ms"}`)
+	h := newTestHandler(t, "", `{"allow": ["127.0.0.1:`+port+`"], "idle_timeout": "500ms"}`)
 	core, logs := observer.New(zap.InfoLevel)
 	h.logger = zap.New(core)
 	proxy := newProxyServer(t, h, false).Listener.Addr().String()
@@ -131,12 +131,14 @@ func TestSpliceIdleAndCounts(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("CONNECT status %d", resp.StatusCode)
 	}
-	const trickle = 8
+	// 700ms of one byte every 50ms: active for longer than the idle
+	// timeout, with gaps far below it even on a busy machine
+	const trickle = 14
 	for range trickle {
 		if _, err := conn.Write([]byte("x")); err != nil {
 			t.Fatalf("tunnel closed while active: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	// quiet: the proxy closes the tunnel
 	start := time.Now()
@@ -144,7 +146,7 @@ func TestSpliceIdleAndCounts(t *testing.T) {
 		t.Fatal("tunnel still open after the idle timeout")
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
-		t.Fatalf("tunnel closed after %v, want about 300ms", waited)
+		t.Fatalf("tunnel closed after %v, want about 500ms", waited)
 	}
 	if n := <-received; n != trickle {
 		t.Fatalf("destination got %d bytes, want %d", n, trickle)
