@@ -367,12 +367,13 @@ func spliceable(dst io.Writer, src io.Reader) bool {
 	if _, ok := interruptible(src); !ok {
 		return false
 	}
-	switch d := dst.(type) {
+	switch dst.(type) {
 	case *net.TCPConn:
 		return true
 	case *net.UnixConn:
+		// TCP to a unix stream socket (the dials of unix/ endpoints)
 		_, srcTCP := src.(*net.TCPConn)
-		return srcTCP && d.LocalAddr().Network() == "unix"
+		return srcTCP
 	}
 	return false
 }
