@@ -94,9 +94,24 @@ func connectionPoolOf(cp *networking.ConnectionPoolSettings) *istioapp.Connectio
 		MaxRequests:              positive(http.GetHttp2MaxRequests()),
 		MaxRetries:               positive(http.GetMaxRetries()),
 		MaxRequestsPerConnection: positive(http.GetMaxRequestsPerConnection()),
+		// validation refuses it with h2UpgradePolicy UPGRADE
+		UseClientProtocol: http.GetUseClientProtocol(),
 	}
 	if d := tcp.GetMaxConnectionDuration(); d != nil && d.AsDuration() > 0 {
 		out.MaxConnectionDuration = caddy.Duration(d.AsDuration())
+	}
+	if ka := tcp.GetTcpKeepalive(); ka != nil {
+		out.TCPKeepalive = &istioapp.TCPKeepalive{
+			Time:     caddy.Duration(max(ka.GetTime().AsDuration(), 0)),
+			Interval: caddy.Duration(max(ka.GetInterval().AsDuration(), 0)),
+			Probes:   ka.GetProbes(),
+		}
+	}
+	if ka := http.GetHttp2KeepAlive(); ka != nil && ka.GetInterval().AsDuration() > 0 {
+		out.HTTP2KeepAlive = &istioapp.HTTP2KeepAlive{
+			Interval: caddy.Duration(ka.GetInterval().AsDuration()),
+			Timeout:  caddy.Duration(max(ka.GetTimeout().AsDuration(), 0)),
+		}
 	}
 	if *out == (istioapp.ConnectionPool{}) {
 		return nil
@@ -107,22 +122,7 @@ func connectionPoolOf(cp *networking.ConnectionPoolSettings) *istioapp.Connectio
 // checkConnectionPool warns about the connection pool settings Caddy's
 // transport cannot apply.
 func (t *translator) checkConnectionPool(obj *istioyaml.Object, path string, cp *networking.ConnectionPoolSettings) {
-	if ka := cp.GetTcp().GetTcpKeepalive(); ka != nil {
-		if ka.GetTime() != nil {
-			t.warn(obj, path+".tcp.tcpKeepalive.time", "not supported: Caddy sets only the probe interval; the idle time before the first probe is the OS default")
-		}
-		if ka.GetProbes() != 0 {
-			t.warn(obj, path+".tcp.tcpKeepalive.probes", "not supported: Caddy sets only the probe interval; the probe count is the OS default")
-		}
-	}
-	http := cp.GetHttp()
-	if http.GetUseClientProtocol() {
-		t.warn(obj, path+".http.useClientProtocol", "not supported: Caddy's transport picks the upstream protocol itself (HTTP/1.1, or HTTP/2 with h2UpgradePolicy UPGRADE)")
-	}
-	if http.GetMaxConcurrentStreams() > 0 {
-		t.warn(obj, path+".http.maxConcurrentStreams", "not supported: Caddy's transport has no HTTP/2 stream limit per connection (the server's SETTINGS apply)")
-	}
-	if http.GetHttp2KeepAlive() != nil {
-		t.warn(obj, path+".http.http2KeepAlive", "not supported: Caddy's transport sends no HTTP/2 keepalive PINGs")
+	if cp.GetHttp().GetMaxConcurrentStreams() > 0 {
+		t.warn(obj, path+".http.maxConcurrentStreams", "not supported: Go's HTTP/2 client caps the streams of a connection only at the server's SETTINGS_MAX_CONCURRENT_STREAMS and has no lower client-side limit; the server's limit applies")
 	}
 }
