@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 func TestCRLFileOf(t *testing.T) {
