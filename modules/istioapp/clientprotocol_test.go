@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -67,5 +68,23 @@ func TestUseClientProtocol(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMaxConcurrentStreamsRefused: the client-side stream cap is not
+// implemented, so a cluster asking for one is refused, not ignored.
+func TestMaxConcurrentStreamsRefused(t *testing.T) {
+	c := &Cluster{
+		Name: "outbound|80||streams.example", Service: "svc.example", Port: 80,
+		Proxy:          json.RawMessage(`{"transport":{"protocol":"http","versions":["h2c"]}}`),
+		ConnectionPool: &ConnectionPool{MaxConcurrentStreams: 10},
+	}
+	cfg := &App{
+		Services: []*Service{{Hostname: "svc.example", Resolution: "STATIC", Ports: []*ServicePort{{Number: 80, Name: "http"}}}},
+		Clusters: []*Cluster{c},
+	}
+	_, err := caddy.ProvisionContext(&caddy.Config{AppsRaw: caddy.ModuleMap{"istio": json.RawMessage(mustJSON(t, cfg))}})
+	if err == nil || !strings.Contains(err.Error(), "max_concurrent_streams: not supported") {
+		t.Errorf("err = %v", err)
 	}
 }

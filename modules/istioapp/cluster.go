@@ -185,6 +185,12 @@ func roundTripperOf(ht *reverseproxy.HTTPTransport) http.RoundTripper {
 // one of a cluster with UseClientProtocol, nil otherwise.
 func (a *App) wrapTransport(ctx caddy.Context, ch *ClusterHandler, c *Cluster, ht, h2 *reverseproxy.HTTPTransport) error {
 	isHTTP := ht != nil
+	if cp := c.ConnectionPool; cp != nil && cp.MaxConcurrentStreams > 0 {
+		// Go's HTTP/2 client takes the stream limit of a connection from
+		// the server's SETTINGS only; a lower one would need a connection
+		// pool of our own in place of golang.org/x/net/http2's
+		return fmt.Errorf("max_concurrent_streams: not supported: the HTTP/2 client has no client-side stream limit per connection")
+	}
 	needsHTTP := c.Tunnel != nil || c.TLS != nil ||
 		(c.ConnectionPool != nil && (c.ConnectionPool.MaxRequestsPerConnection > 0 || c.ConnectionPool.MaxConnectionDuration > 0 ||
 			c.ConnectionPool.TCPKeepalive != nil || c.ConnectionPool.HTTP2KeepAlive != nil))
