@@ -370,8 +370,43 @@ spec:
     tls:
       mode: SIMPLE
 `
+	// MUTUAL with the certificate files named in the DestinationRule.
+	serverCAFile := filepath.Join(dir, "server-ca.pem")
+	writeFile(t, serverCAFile, serverCA.certPEM)
+	mutualFiles := `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: files
+spec:
+  hosts:
+  - files.example.test
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: ` + nginxIP + `
+    ports:
+      http: ` + nginxPort + `
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: files
+spec:
+  host: files.example.test
+  trafficPolicy:
+    tls:
+      mode: MUTUAL
+      clientCertificate: ` + client.certFile + `
+      privateKey: ` + client.keyFile + `
+      caCertificates: ` + serverCAFile + `
+      sni: my-nginx.mesh-external.svc.cluster.local
+`
 	config := joinDocs(
 		wrongName,
+		mutualFiles,
 		withEndpoint(t, corpus(t, egressDir+"egress-tls-origination/snip_apply_origination.yaml"), cnnIP, nil),
 		nginxEntry,
 		corpus(t, egressDir+"egress-tls-origination/snip_configure_mutual_tls_origination_for_egress_traffic_at_sidecar_1.yaml"),
@@ -398,6 +433,12 @@ spec:
 	t.Run("MUTUAL with credentialName", func(t *testing.T) {
 		got := curlProxy(t, nil, "-x", "http://"+mesh+":443", "http://my-nginx.mesh-external.svc.cluster.local:443/")
 		if want := "nginx host=my-nginx.mesh-external.svc.cluster.local:443 tls=my-nginx.mesh-external.svc.cluster.local client=sleep.default path=/"; got.status != 200 || got.body != want {
+			t.Errorf("got %d %q, want 200 %q", got.status, got.body, want)
+		}
+	})
+	t.Run("MUTUAL with certificate files", func(t *testing.T) {
+		got := curlProxy(t, nil, "-x", "http://"+mesh+":80", "http://files.example.test/")
+		if want := "nginx host=files.example.test tls=my-nginx.mesh-external.svc.cluster.local client=sleep.default path=/"; got.status != 200 || got.body != want {
 			t.Errorf("got %d %q, want 200 %q", got.status, got.body, want)
 		}
 	})
