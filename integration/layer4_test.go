@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -422,5 +423,79 @@ spec:
 	}
 	if got, err := tlsEcho(meshAddr, "other.example.com", "edition.cnn.com", ca.pool(), "hi"); err == nil {
 		t.Errorf("mesh SNI other.example.com: got %q, want the connection refused", got)
+	}
+}
+
+// TestLayer4PassthroughBesideHTTPS: an HTTPS server (SIMPLE, terminated
+// by Caddy) and a TLS PASSTHROUGH server on one port, told apart by SNI
+// as Envoy's filter chains do.
+func TestLayer4PassthroughBesideHTTPS(t *testing.T) {
+	requireBinaries(t)
+	dir := t.TempDir()
+	backendCA, gatewayCA := newTestCA(t, "backend CA"), newTestCA(t, "gateway CA")
+	a := startTLSEchoBackend(t, "A", backendCA.issueValid(t, filepath.Join(dir, "certs"), "a", "a.example.com").tls)
+	gw := gatewayCA.issueValid(t, filepath.Join(dir, "certs"), "gw", "secure.example.com")
+	aHost, aPort := balancerSplitAddr(t, a)
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	startCaddy(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: edge
+spec:
+  servers:
+  - port: {number: %[1]d, name: https, protocol: HTTPS}
+    bind: 127.0.0.1
+    hosts: [secure.example.com]
+    tls: {mode: SIMPLE, serverCertificate: %[2]s, privateKey: %[3]s}
+  - port: {number: %[1]d, name: tls, protocol: TLS}
+    bind: 127.0.0.1
+    hosts: [a.example.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: secure
+spec:
+  hosts: [secure.example.com]
+  gateways: [edge]
+  http:
+  - directResponse: {status: 200, body: {string: terminated}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: a
+spec:
+  hosts: [a.example.com]
+  gateways: [edge]
+  tls:
+  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: a.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: a
+spec:
+  hosts: [a.internal]
+  ports: [{number: 443, name: tls, protocol: TLS, targetPort: %[5]s}]
+  resolution: STATIC
+  endpoints: [{address: %[4]s}]
+`, port, gw.certFile, gw.keyFile, aHost, aPort), addr)
+
+	if got, err := tlsEcho(addr, "a.example.com", "a.example.com", backendCA.pool(), "ping"); err != nil || got != "A ping" {
+		t.Errorf("SNI a.example.com: got %q, %v; want %q", got, err, "A ping")
+	}
+	client := tlsClient(t, addr, &tls.Config{RootCAs: gatewayCA.pool()})
+	resp, err := client.Get("https://secure.example.com/")
+	if err != nil {
+		t.Fatalf("GET https://secure.example.com/: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "terminated" {
+		t.Errorf("GET https://secure.example.com/: %d %q, want 200 %q", resp.StatusCode, body, "terminated")
 	}
 }
