@@ -54,6 +54,15 @@ func init() {
 // "no route" (NR); a destination whose cluster does not exist gets 503, as
 // Envoy's "no cluster" (NC), with no body. Both are returned as handler
 // errors, so the server's error routes may handle them.
+//
+// Every request is counted in Istio's standard metrics on Caddy's metrics
+// registry (see Telemetry), with Envoy's response flags (NR, NC, UH, UF,
+// UC, UR, UO, UT, URX, DI, FI, DC); a server with access logs gets the
+// fields route_name, virtual_service, upstream_cluster, upstream_host,
+// retry_count, response_flags and request_id. A request without
+// x-request-id gets a random UUID in it, which goes upstream, to mirrors
+// and to every retry; trace headers (traceparent, tracestate, b3) are
+// forwarded as they come.
 type Handler struct {
 	// VirtualHosts to route among. A domain may appear in one virtual
 	// host only.
