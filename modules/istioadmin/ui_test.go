@@ -17,9 +17,9 @@ import (
 )
 
 // TestPageRequestRates runs the page in headless chromium against fake
-// admin answers whose istio_requests_total grows by 30 per scrape, and
-// checks the rate the page computes from two scrapes (the refresh is
-// 1.5 s, so 20/s). Skipped without chromium.
+// admin answers whose istio_requests_total grows by 30 per scrape while
+// the server's clock advances 1.5 s, and checks the rate the page computes
+// from two scrapes: 20/s. Skipped without chromium.
 func TestPageRequestRates(t *testing.T) {
 	chromium := ""
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -32,11 +32,14 @@ func TestPageRequestRates(t *testing.T) {
 		t.Skip("chromium is not installed (apt-get install -y chromium)")
 	}
 
-	var scrapes atomic.Int64
+	var scrapes, clusterReads atomic.Int64
+	// the fake server's clock advances 1.5 s per read of /istio/clusters,
+	// which times the scrapes
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	answers := map[string]string{
 		"/istio/routes":    `{"servers":[]}`,
 		"/istio/endpoints": `{"clusters":[]}`,
-		"/istio/clusters": `{"time":"2026-01-01T00:00:00Z","clusters":[
+		"/istio/clusters": `{"time":"TIME","clusters":[
 			{"name":"outbound|9080|v1|reviews","service":"reviews","port":9080,"subset":"v1","labels":{"version":"v1"},
 			 "policy":{"load_balancer":"LEAST_REQUEST","tls_mode":"DISABLE"},"endpoints":1,"healthy":1,"in_flight":0},
 			{"name":"outbound|9080||ratings","service":"ratings","port":9080,
@@ -44,6 +47,10 @@ func TestPageRequestRates(t *testing.T) {
 	}
 	get := func(path string) (*http.Response, error) {
 		body, ok := answers[path]
+		if path == "/istio/clusters" {
+			now := start.Add(time.Duration(clusterReads.Add(1)) * 1500 * time.Millisecond)
+			body = strings.Replace(body, "TIME", now.Format(time.RFC3339Nano), 1)
+		}
 		if path == "/metrics" {
 			n := scrapes.Add(1) * 30
 			body = "# TYPE istio_requests_total counter\n" +
