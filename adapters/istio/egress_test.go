@@ -245,3 +245,29 @@ spec:
 		t.Errorf("no warning about the missing credential:\n%s", all)
 	}
 }
+
+// TestEgressOpenDefaultListener: the default mesh listener on an address
+// other hosts reach is warned about, without a resource to name (the
+// address is an adapter option).
+func TestEgressOpenDefaultListener(t *testing.T) {
+	objs, _, err := DecodeAndValidate("mesh.yaml", []byte(egressEntries), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, problems := Translate(objs, Options{MeshListen: "0.0.0.0:15001"})
+	found := false
+	for _, p := range problems {
+		if strings.Contains(p.Message, "the mesh listener 0.0.0.0:15001 is reachable from other hosts") && strings.Contains(p.Message, "an adapter option") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no open proxy warning: %v", problems)
+	}
+	_, problems = Translate(objs, Options{MeshListen: "127.0.0.1:15001"})
+	for _, p := range problems {
+		if strings.Contains(p.Message, "open proxy") {
+			t.Errorf("unexpected warning on loopback: %v", p)
+		}
+	}
+}
