@@ -192,15 +192,16 @@ func (t *translator) layer4GatewayServer(gw *gateway, i int, s *networking.Serve
 	return true
 }
 
-// layer4SidecarListener reports whether egress listener i of sc (a TLS or
-// TCP port) is served by the layer4 app: TLS ports route on SNI, TCP-like
-// ports proxy every connection. Like the HTTP mesh listeners, it listens
+// layer4SidecarListener reports whether egress listener i of sc (a TLS,
+// HTTPS or TCP port) is served by the layer4 app: TLS and HTTPS ports
+// route on SNI, TCP-like ports proxy every connection. Like the HTTP mesh listeners, it listens
 // on loopback unless bind says otherwise.
 func (t *translator) layer4SidecarListener(sc *sidecar, i int, e *networking.IstioEgressListener) bool {
 	proto := strings.ToUpper(e.GetPort().GetProtocol())
 	kind := layer4TCP
 	switch {
-	case proto == "TLS":
+	case proto == "TLS" || proto == "HTTPS":
+		// A sidecar passes HTTPS through as TLS, routed on SNI.
 		kind = layer4TLS
 	case !isTCPProtocol(proto):
 		return false

@@ -242,14 +242,14 @@ spec:
 			}},
 		},
 		{
-			name: "sidecar: TLS by service hostname, TCP to the only service of the port",
+			name: "sidecar: HTTPS passed through by service hostname, TCP to the only service of the port",
 			input: `
 apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: default}
 spec:
   egress:
-  - port: {number: 443, name: tls, protocol: TLS}
+  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: ["*/a.internal"]
   - port: {number: 9000, name: tcp, protocol: TCP}
     bind: 127.0.0.2
