@@ -31,8 +31,12 @@ func (t *clientProtocolTransport) RoundTrip(req *http.Request) (*http.Response, 
 
 // clientSpokeHTTP2 tells whether the client of req came over HTTP/2 or
 // HTTP/3, which Envoy forwards as HTTP/2 without HTTP/3 upstream options.
-// reverse_proxy's copy of the client's request keeps its version.
-func clientSpokeHTTP2(req *http.Request) bool { return req.ProtoMajor >= 2 }
+// reverse_proxy's copy of the client's request keeps its version. An
+// upgrade (reverse_proxy turns an HTTP/2 or HTTP/3 WebSocket CONNECT into
+// one) needs HTTP/1.1.
+func clientSpokeHTTP2(req *http.Request) bool {
+	return req.ProtoMajor >= 2 && req.Header.Get("Upgrade") == ""
+}
 
 // ProxyProtocolEnabled forwards to the HTTP/1.1 transport (both share the
 // setting).

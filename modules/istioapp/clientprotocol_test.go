@@ -88,3 +88,20 @@ func TestMaxConcurrentStreamsRefused(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestClientSpokeHTTP2(t *testing.T) {
+	for _, tc := range []struct {
+		major   int
+		upgrade string
+		want    bool
+	}{{1, "", false}, {2, "", true}, {3, "", true}, {2, "websocket", false}} {
+		req := httptest.NewRequest(http.MethodGet, "http://svc.example/", nil)
+		req.ProtoMajor = tc.major
+		if tc.upgrade != "" {
+			req.Header.Set("Upgrade", tc.upgrade)
+		}
+		if got := clientSpokeHTTP2(req); got != tc.want {
+			t.Errorf("HTTP/%d upgrade %q: %v, want %v", tc.major, tc.upgrade, got, tc.want)
+		}
+	}
+}
