@@ -131,16 +131,24 @@ func (t *translator) egressMode(l *meshListener, sidecars []listenerSidecar) str
 // egressRouteHosts are the domains of vhosts that istio_route serves and
 // the egress handler would not recognise by itself: every domain whose host
 // is not a registry host ("reviews", "reviews.default", a VirtualService
-// host without ServiceEntry). Registry hosts are left out so that the
-// handler checks their port against the service (an undeclared port goes
-// through the egress policy, as in Istio). "*" is never listed: it would
-// hand every host to istio_route and bypass the policy.
+// host without ServiceEntry). A registry host with a port is left out so
+// that the handler checks the port against the service (an undeclared port
+// goes through the egress policy, as in Istio). A registry host without
+// port (a single-port service answering a Host without port) is listed
+// with port 80, the port the handler gives such a Host. "*" is never
+// listed: it would hand every host to istio_route and bypass the policy.
 func (t *translator) egressRouteHosts(vhosts []*istioroute.VirtualHost) []string {
 	var out []string
 	for _, vh := range vhosts {
 		for _, d := range vh.Domains {
-			if d == "*" || t.isRegistryDomain(d) {
+			if d == "*" {
 				continue
+			}
+			if svc := t.registryServiceOf(d); svc != nil {
+				if _, _, err := net.SplitHostPort(d); err == nil || svc.port(80) != nil {
+					continue
+				}
+				d = net.JoinHostPort(strings.Trim(d, "[]"), "80")
 			}
 			if !slices.Contains(out, d) {
 				out = append(out, d)
@@ -151,23 +159,30 @@ func (t *translator) egressRouteHosts(vhosts []*istioroute.VirtualHost) []string
 	return out
 }
 
-// isRegistryDomain reports whether the host of domain (a vhost domain,
-// "host" or "host:port") is a registry host as the runtime looks it up:
-// a service's exact hostname, or under a wildcard service host.
-func (t *translator) isRegistryDomain(domain string) bool {
-	host := strings.ToLower(domain)
+// registryServiceOf returns the registry service of the host of domain (a
+// vhost domain, "host" or "host:port") as the runtime looks it up: the
+// service with that exact hostname, else the one with the longest
+// wildcard hostname that covers it; nil when there is none.
+func (t *translator) registryServiceOf(domain string) *service {
+	host := domain
 	if h, _, err := net.SplitHostPort(domain); err == nil {
-		host = strings.ToLower(h)
+		host = h
 	}
-	if t.serviceByHost[host] != nil {
-		return true
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if svc := t.serviceByHost[host]; svc != nil {
+		return svc
 	}
-	for name := range t.serviceByHost {
-		if suffix, ok := strings.CutPrefix(name, "*"); ok && strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
-			return true
+	var best *service
+	for name, svc := range t.serviceByHost {
+		suffix, ok := strings.CutPrefix(name, "*")
+		if !ok || len(host) <= len(suffix) || !strings.HasSuffix(host, suffix) {
+			continue
+		}
+		if best == nil || len(name) > len(best.Hostname) {
+			best = svc
 		}
 	}
-	return false
+	return best
 }
 
 // warnOpenProxy warns when the egress proxy of l listens on an address
