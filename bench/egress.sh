@@ -167,7 +167,7 @@ wait_port "$PROXY"
 # a proxy's CPU time so far, in ns: the sum over its threads of /proc/<pid>/task/*/schedstat
 # (finer than the 10 ms ticks of /proc/<pid>/stat); 0 for the direct path
 proxy_cpu_ns() {
-	if [ -n "$1" ]; then awk '{s += $1} END {printf "%d\n", s}' /proc/"$1"/task/*/schedstat; else echo 0; fi
+	if [ -n "$1" ]; then awk '{s += $1} END {printf "%.0f\n", s}' /proc/"$1"/task/*/schedstat; else echo 0; fi
 }
 
 transfer() { # mode path size -> one JSON line, with the proxy's CPU seconds
