@@ -8,7 +8,8 @@
 #   bench/egress.sh --no-build            # use .cache/bin/caddy and .cache/bin/bench-egress as they are
 #   bench/egress.sh --baseline /tmp/old/caddy   # also an older caddy build, interleaved (path "baseline")
 #
-# Every option also has an environment variable (ROUNDS, SIZE, MODES, NO_BUILD, BASELINE); see usage().
+# Every option also has an environment variable (ROUNDS, SIZE, MODES, NO_BUILD, BASELINE, NO_PIN); see
+# usage().
 #
 # What it does:
 #   * builds .cache/bin/caddy (go build ./xcaddy) and .cache/bin/bench-egress (bench/egress);
@@ -17,7 +18,7 @@
 #     127.0.0.1:18310 (the private address check would refuse loopback otherwise), logging at
 #     DEBUG so the log shows whether each direction spliced;
 #   * layout (if taskset works and nproc >= 2): server + client on CPU 0, caddy on CPU 1 with
-#     GOMAXPROCS=1, as bench/run.sh;
+#     GOMAXPROCS=1, as bench/run.sh (--no-pin: no taskset, caddy with the default GOMAXPROCS);
 #   * with --baseline BIN, a second caddy (BIN, same config) on 127.0.0.1:18301 (admin 12030), also
 #     on CPU 1: the "baseline" path, e.g. a build of an older commit, measured in the same rounds;
 #   * after one 10 MB warm-up per path, runs ROUNDS interleaved rounds; each round moves SIZE bytes
@@ -43,6 +44,7 @@ usage: bench/egress.sh [options]
   --modes M     space-separated: up, down                (MODES, default "up down")
   --no-build    use the binaries already in .cache/bin   (NO_BUILD=1)
   --baseline B  also measure the caddy binary B as path "baseline" (BASELINE)
+  --no-pin      no taskset, default GOMAXPROCS            (NO_PIN=1)
 EOF
 }
 
@@ -51,6 +53,7 @@ SIZE="${SIZE:-100MB}"
 MODES="${MODES:-up down}"
 NO_BUILD="${NO_BUILD:-0}"
 BASELINE="${BASELINE:-}"
+NO_PIN="${NO_PIN:-0}"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
 	--modes) MODES="$2"; shift 2 ;;
 	--no-build) NO_BUILD=1; shift ;;
 	--baseline) BASELINE="$2"; shift 2 ;;
+	--no-pin) NO_PIN=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "egress.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -99,10 +103,14 @@ done
 # --- layout ------------------------------------------------------------------------------------
 LG=()
 PX=()
+PROXY_ENV=()
 layout="unpinned (taskset unavailable or fewer than 2 CPUs)"
-if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
+if [ "$NO_PIN" = 1 ]; then
+	layout="unpinned (--no-pin), default GOMAXPROCS"
+elif command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
 	LG=(taskset -c 0)
 	PX=(taskset -c 1)
+	PROXY_ENV=(GOMAXPROCS=1)
 	layout="server + client on CPU 0, caddy on CPU 1 (GOMAXPROCS=1)"
 fi
 
@@ -150,13 +158,13 @@ EOF
 "${LG[@]}" "$bin/bench-egress" serve -listen "$SERVER" 2>"$work/server.log" &
 pids+=($!)
 caddy_config caddy "$PROXY" "$ADMIN"
-GOMAXPROCS=1 "${PX[@]}" "$bin/caddy" run --config "$work/caddy.json" >"$work/caddy.out" 2>&1 &
+env "${PROXY_ENV[@]}" "${PX[@]}" "$bin/caddy" run --config "$work/caddy.json" >"$work/caddy.out" 2>&1 &
 caddy_pid=$!
 pids+=("$caddy_pid")
 baseline_pid=""
 if [ -n "$BASELINE" ]; then
 	caddy_config baseline "$BASELINE_PROXY" "$BASELINE_ADMIN"
-	GOMAXPROCS=1 "${PX[@]}" "$BASELINE" run --config "$work/baseline.json" >"$work/baseline.out" 2>&1 &
+	env "${PROXY_ENV[@]}" "${PX[@]}" "$BASELINE" run --config "$work/baseline.json" >"$work/baseline.out" 2>&1 &
 	baseline_pid=$!
 	pids+=("$baseline_pid")
 	wait_port "$BASELINE_PROXY"
