@@ -159,9 +159,6 @@ func (t *translator) routeMatches(sr *sourcedRoute, scope routeScope) (out []*is
 	}
 	for j, m := range matches {
 		ref := sr.matchPaths[j]
-		if m.GetStatPrefix() != "" {
-			t.warn(ref.obj, ref.path+".statPrefix", "used for metrics, not implemented yet")
-		}
 		if !alternativeApplies(m, scope) {
 			continue
 		}
@@ -169,6 +166,7 @@ func (t *translator) routeMatches(sr *sourcedRoute, scope routeScope) (out []*is
 		if !usable {
 			continue
 		}
+		match.StatPrefix = m.GetStatPrefix()
 		out = append(out, match)
 		if isCatchAll(match) {
 			// Later alternatives of this route add nothing.

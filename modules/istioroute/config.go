@@ -201,6 +201,13 @@ type DirectResponse struct {
 type Match struct {
 	Name string `json:"name,omitempty"`
 
+	// StatPrefix, when set, makes the requests this alternative matches
+	// count in Envoy's route statistics under this prefix
+	// (envoy_vhost_route_upstream_rq{envoy_virtual_host, envoy_route,
+	// envoy_response_code}, ..._total, ..._completed, ..._retry,
+	// ..._timeout, ..._time), as HTTPMatchRequest.statPrefix.
+	StatPrefix string `json:"stat_prefix,omitempty"`
+
 	// URI matches the request path without the query string.
 	URI *StringMatch `json:"uri,omitempty"`
 	// Scheme matches "http" or "https".

@@ -145,6 +145,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			if err != nil {
 				return fmt.Errorf("virtual host %q: route %d: %v", vhc.Name, j, err)
 			}
+			for k, m := range rt.matches {
+				if prefix := rc.Match[k].StatPrefix; prefix != "" {
+					if m.stats, err = newRouteStats(ctx, vhc.Name, prefix); err != nil {
+						return fmt.Errorf("virtual host %q: route %d: match %d: stat_prefix: %v", vhc.Name, j, k, err)
+					}
+				}
+			}
 			vh.routes = append(vh.routes, rt)
 		}
 		for _, domain := range vhc.Domains {
@@ -319,6 +326,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	ri := requestInfoFor(r, path)
 	vh, rt, m := h.findRoute(&ri)
+	t.matched = m
 	if vh == nil {
 		return caddyhttp.Error(http.StatusNotFound, errNoVirtualHost)
 	}

@@ -113,6 +113,10 @@ type match struct {
 	headers                        []headerMatcher
 	withoutHeaders                 []headerMatcher
 	queryParams                    []queryMatcher
+
+	// stats are the Envoy route statistics of this alternative, when it
+	// has a stat prefix.
+	stats *routeStats
 }
 
 // requestInfo holds the request values that several matchers read,

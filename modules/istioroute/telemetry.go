@@ -368,6 +368,7 @@ type requestTelemetry struct {
 	start    time.Time
 	vh       *virtualHost
 	rt       *route
+	matched  *match // the match alternative that held, nil for none
 	d        *destination
 	flags    responseFlags
 	attempts int
@@ -526,6 +527,10 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 		m.duration.Observe(float64(time.Since(t.start)) / float64(time.Millisecond))
 		m.requestBytes.Observe(float64(max(r.ContentLength, 0)))
 		m.responseBytes.Observe(float64(t.rec.bytes))
+	}
+
+	if t.matched != nil && t.matched.stats != nil {
+		t.matched.stats.record(t.attempts, code, t.flags&flagUpstreamRequestTimeout != 0, time.Since(t.start))
 	}
 
 	if !accessLogged(r) {
