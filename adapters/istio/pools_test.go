@@ -239,7 +239,7 @@ connectionPool:
 			want: clusterView{
 				"transport":       `{"compression":false,"dial_timeout":2000000000,"keep_alive":{"idle_timeout":30000000000,"probe_interval":20000000000},"max_conns_per_host":5,"protocol":"http","versions":["h2c","2"]}`,
 				"selection":       `{"policy":"least_request"}`,
-				"connection_pool": `{"max_connection_duration":60000000000,"max_connections":5,"max_pending_requests":3,"max_requests":7,"max_requests_per_connection":10,"max_retries":2}`,
+				"connection_pool": `{"max_connection_duration":60000000000,"max_connections":5,"max_pending_requests":3,"max_requests":7,"max_requests_per_connection":10,"max_retries":2,"tcp_keepalive":{"interval":20000000000}}`,
 			},
 		},
 		{
@@ -252,17 +252,17 @@ connectionPool:
 			},
 		},
 		{
-			name: "connection pool settings Caddy lacks",
+			name: "keepalives, client protocol and max concurrent streams",
 			policy: `
 connectionPool:
   tcp: {tcpKeepalive: {time: 10s, probes: 3}}
   http: {useClientProtocol: true, maxConcurrentStreams: 10, http2KeepAlive: {interval: 1s, timeout: 1s}}`,
-			want: clusterView{"transport": defaultTransport, "selection": `{"policy":"least_request"}`},
-			warnings: []string{
-				"connectionPool.tcp.tcpKeepalive.time: ", "connectionPool.tcp.tcpKeepalive.probes: ",
-				"connectionPool.http.useClientProtocol: ", "connectionPool.http.maxConcurrentStreams: ",
-				"connectionPool.http.http2KeepAlive: ",
+			want: clusterView{
+				"transport":       defaultTransport,
+				"selection":       `{"policy":"least_request"}`,
+				"connection_pool": `{"http2_keep_alive":{"interval":1000000000,"timeout":1000000000},"tcp_keepalive":{"probes":3,"time":10000000000},"use_client_protocol":true}`,
 			},
+			warnings: []string{"connectionPool.http.maxConcurrentStreams: "},
 		},
 		{
 			name:   "SIMPLE TLS with auto SNI",
