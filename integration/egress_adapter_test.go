@@ -193,11 +193,34 @@ func TestEgressAdapterPolicy(t *testing.T) {
 	config := joinDocs(
 		withEndpoint(t, corpus(t, "istio-samples/istio.io/tasks/traffic-management/egress/egress-control/snip_access_an_external_http_service_1.yaml"), extIP, map[string]int{"http": httpbinPortN}),
 		withEndpoint(t, corpus(t, "istio-samples/istio.io/tasks/traffic-management/egress/egress-control/snip_access_an_external_https_service_1.yaml"), tlsIP, nil),
-		egressSidecar("strict", strict, "  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n", nil, 80),
+		withEndpoint(t, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: single
+spec:
+  hosts:
+  - single.example.test
+  ports:
+  - number: 8080
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+`, extIP, map[string]int{"http": httpbinPortN}),
+		egressSidecar("strict", strict, "  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n", nil, 80, 8080),
 		egressSidecar("empty", empty, "  outboundTrafficPolicy: {}\n", nil, 80),
 		egressSidecar("open", open, "", nil, 80),
 	)
-	startEgressAdapterCaddy(t, "caddy", dir, config, nil, strict+":80", empty+":80", open+":80")
+	startEgressAdapterCaddy(t, "caddy", dir, config, nil, strict+":80", empty+":80", open+":80", strict+":8080")
+
+	// A single-port service answers a Host without port on the listener of
+	// its port (origin form, as `curl -H Host:`), and its host:port in
+	// absolute form, under REGISTRY_ONLY.
+	if got := get(t, hostClient(t, strict+":8080"), "http://single.example.test/"); got.Status != 200 || !strings.HasPrefix(got.Body, "httpbin host=single.example.test") {
+		t.Errorf("origin form, Host single.example.test: got %d %q, want 200", got.Status, got.Body)
+	}
+	if got := curlProxy(t, nil, "-x", "http://"+strict+":8080", "http://single.example.test:8080/"); got.status != 200 || !strings.HasPrefix(got.body, "httpbin host=single.example.test:8080") {
+		t.Errorf("http://single.example.test:8080/: got %d %q, want 200", got.status, got.body)
+	}
 
 	for _, l := range []struct {
 		name, addr   string
