@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -426,76 +425,64 @@ spec:
 	}
 }
 
-// TestLayer4PassthroughBesideHTTPS: an HTTPS server (SIMPLE, terminated
-// by Caddy) and a TLS PASSTHROUGH server on one port, told apart by SNI
-// as Envoy's filter chains do.
-func TestLayer4PassthroughBesideHTTPS(t *testing.T) {
+// TestLayer4SidecarTCPServerFirst: a Sidecar TCP egress listener sends
+// connections to the only service of its port without a VirtualService,
+// and a protocol where the server speaks first (MySQL, SMTP) works: the
+// route does not wait for client bytes.
+func TestLayer4SidecarTCPServerFirst(t *testing.T) {
 	requireBinaries(t)
-	dir := t.TempDir()
-	backendCA, gatewayCA := newTestCA(t, "backend CA"), newTestCA(t, "gateway CA")
-	a := startTLSEchoBackend(t, "A", backendCA.issueValid(t, filepath.Join(dir, "certs"), "a", "a.example.com").tls)
-	gw := gatewayCA.issueValid(t, filepath.Join(dir, "certs"), "gw", "secure.example.com")
-	aHost, aPort := balancerSplitAddr(t, a)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(conn, "220 greeter ready\n")
+			conn.Close()
+		}
+	}()
+	host, backendPort := balancerSplitAddr(t, ln.Addr().String())
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	startCaddy(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: edge
-spec:
-  servers:
-  - port: {number: %[1]d, name: https, protocol: HTTPS}
-    bind: 127.0.0.1
-    hosts: [secure.example.com]
-    tls: {mode: SIMPLE, serverCertificate: %[2]s, privateKey: %[3]s}
-  - port: {number: %[1]d, name: tls, protocol: TLS}
-    bind: 127.0.0.1
-    hosts: [a.example.com]
-    tls: {mode: PASSTHROUGH}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: secure
-spec:
-  hosts: [secure.example.com]
-  gateways: [edge]
-  http:
-  - directResponse: {status: 200, body: {string: terminated}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: a
-spec:
-  hosts: [a.example.com]
-  gateways: [edge]
-  tls:
-  - match: [{sniHosts: [a.example.com]}]
-    route: [{destination: {host: a.internal}}]
----
-apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
-  name: a
+  name: greeter
 spec:
-  hosts: [a.internal]
-  ports: [{number: 443, name: tls, protocol: TLS, targetPort: %[5]s}]
+  hosts: [greeter.internal]
+  ports: [{number: %[1]d, name: tcp, protocol: TCP, targetPort: %[3]s}]
   resolution: STATIC
-  endpoints: [{address: %[4]s}]
-`, port, gw.certFile, gw.keyFile, aHost, aPort), addr)
+  endpoints: [{address: %[2]s}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: default
+spec:
+  egress:
+  - port: {number: %[1]d, name: tcp, protocol: TCP}
+    hosts: ["*/greeter.internal"]
+`, port, host, backendPort), addr)
 
-	if got, err := tlsEcho(addr, "a.example.com", "a.example.com", backendCA.pool(), "ping"); err != nil || got != "A ping" {
-		t.Errorf("SNI a.example.com: got %q, %v; want %q", got, err, "A ping")
-	}
-	client := tlsClient(t, addr, &tls.Config{RootCAs: gatewayCA.pool()})
-	resp, err := client.Get("https://secure.example.com/")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		t.Fatalf("GET https://secure.example.com/: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || string(body) != "terminated" {
-		t.Errorf("GET https://secure.example.com/: %d %q, want 200 %q", resp.StatusCode, body, "terminated")
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second)) // well below the 3s matching timeout
+	greeting, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || greeting != "220 greeter ready\n" {
+		t.Errorf("greeting: %q, %v; want %q", greeting, err, "220 greeter ready\n")
 	}
 }

@@ -145,13 +145,11 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 			Mesh:      t.mesh,
 		}, &cw),
 	}
-	// Before the http app is encoded: a TLS passthrough listener may wrap
-	// the listener of an HTTPS server on its port.
-	if l4 := t.layer4App(servers); l4 != nil {
-		apps["layer4"] = l4
-	}
 	if len(servers) > 0 {
 		apps["http"] = caddyconfig.JSON(caddyhttp.App{Servers: servers}, &cw)
+	}
+	if l4 := t.layer4App(servers); l4 != nil {
+		apps["layer4"] = l4
 	}
 	if tlsApp, pkiApp := gatewayTLS.apps(); tlsApp != nil {
 		apps["tls"] = tlsApp

@@ -248,11 +248,12 @@ func (t *translator) layer4App(httpServers map[string]*caddyhttp.Server) json.Ra
 	app := layer4.App{Servers: make(map[string]*layer4.Server)}
 	for _, l := range st.listeners {
 		if name, conflict := conflictingHTTPServer(httpServers, l.listen); conflict {
-			if srv := httpServers[name]; l.kind == layer4TLS && len(l.servers) > 0 && len(srv.TLSConnPolicies) > 0 &&
-				len(srv.ListenerWrappersRaw) == 0 && slices.Equal(srv.Listen, []string{l.listen}) {
-				t.sharePortWithHTTPS(l, srv)
-				continue
-			}
+			// Envoy tells passthrough and terminating filter chains of one
+			// port apart by SNI. caddy-l4 v0.1.2's listener wrapper could
+			// do it in front of Caddy's TLS termination, but it returns
+			// the buffer of a connection it hands over to a pool while the
+			// HTTP server still reads from it: concurrent handshakes get
+			// corrupted (seen in testing). So one port is one or the other.
 			obj, field := l.owner()
 			t.warn(obj, field, fmt.Sprintf("not served: the http server %s listens on %s (HTTP and %s on one port is not implemented yet)", name, strings.TrimPrefix(l.listen, "tcp/"), l.kind))
 			continue
@@ -279,27 +280,6 @@ func (t *translator) layer4App(httpServers map[string]*caddyhttp.Server) json.Ra
 		t.problems = append(t.problems, istioyaml.Problem{Message: "encoding: " + x.Message})
 	}
 	return raw
-}
-
-// sharePortWithHTTPS serves the TLS passthrough listener l inside the
-// HTTPS server srv on the same address, as Envoy serves passthrough and
-// terminating filter chains of one port: caddy-l4's listener wrapper
-// reads each ClientHello first and proxies those whose SNI a passthrough
-// route claims; the others go on to Caddy's TLS termination.
-func (t *translator) sharePortWithHTTPS(l *layer4Listener, srv *caddyhttp.Server) {
-	routes := t.gatewayLayer4Routes(l)
-	if len(routes) == 0 {
-		obj, field := l.owner()
-		t.warn(obj, field, "no route: no connection to this port is passed through")
-		return
-	}
-	var w []caddyconfig.Warning
-	srv.ListenerWrappersRaw = []json.RawMessage{
-		caddyconfig.JSONModuleObject(layer4.ListenerWrapper{Routes: routes}, "wrapper", "layer4", &w),
-		// Explicit, so that TLS is terminated after the passthrough routes
-		// had their look (Caddy puts an implicit tls wrapper first).
-		json.RawMessage(`{"wrapper":"tls"}`),
-	}
 }
 
 // owner is the object and field that define the listener, for warnings.

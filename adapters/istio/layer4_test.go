@@ -261,7 +261,7 @@ spec:
 			},
 		},
 		{
-			name: "a TLS port already used by a TCP server, and an HTTP server on a TCP port",
+			name: "a TLS port already used by a TCP server, HTTP beside TCP, HTTPS beside TLS passthrough",
 			input: `
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -277,12 +277,19 @@ spec:
     hosts: ["*"]
   - port: {number: 8080, name: mongo, protocol: MONGO}
     hosts: ["*"]
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [secure.example.com]
+    tls: {mode: SIMPLE, serverCertificate: /etc/c.pem, privateKey: /etc/c.key}
+  - port: {number: 443, name: tls-a, protocol: TLS}
+    hosts: [a.example.com]
+    tls: {mode: PASSTHROUGH}
 `,
 			servers: map[string][]string{},
 			warnings: []string{
 				"spec.servers[1].port.protocol: not served: this port is already a TCP listener",
 				"spec.servers[3].port.number: not served: the http server gateway-8080 listens on :8080 (HTTP and TCP on one port is not implemented yet)",
 				"spec.servers[0].port.number: no route: every connection to :9000 is closed",
+				"spec.servers[5].port.number: not served: the http server gateway-443 listens on :443 (HTTP and TLS passthrough on one port is not implemented yet)",
 			},
 		},
 	} {
