@@ -180,8 +180,8 @@ func distinctLoopbacks(n int) []string {
 // plain HTTP through the VirtualService routing, CONNECT as a tunnel to the
 // ServiceEntry endpoint (the egress-control task's https service).
 func TestEgressAdapterPolicy(t *testing.T) {
-	ips := distinctLoopbacks(5)
-	strict, empty, open, extIP, tlsIP := ips[0], ips[1], ips[2], ips[3], ips[4]
+	ips := distinctLoopbacks(7)
+	strict, empty, open, extIP, tlsIP, proxied, squidIP := ips[0], ips[1], ips[2], ips[3], ips[4], ips[5], ips[6]
 	ca := newTestCA(t, "external CA")
 	dir := t.TempDir()
 	cert := ca.issueValid(t, dir, "google", "www.google.com")
@@ -189,6 +189,9 @@ func TestEgressAdapterPolicy(t *testing.T) {
 	egressServer(t, "google", tlsIP, 443, &tls.Config{Certificates: []tls.Certificate{cert.tls}})
 	_, httpbinPort, _ := net.SplitHostPort(httpbin)
 	httpbinPortN, _ := strconv.Atoi(httpbinPort)
+	squid := egressServer(t, "squid", squidIP, 0, nil)
+	_, squidPort, _ := net.SplitHostPort(squid)
+	squidPortN, _ := strconv.Atoi(squidPort)
 
 	config := joinDocs(
 		withEndpoint(t, corpus(t, "istio-samples/istio.io/tasks/traffic-management/egress/egress-control/snip_access_an_external_http_service_1.yaml"), extIP, map[string]int{"http": httpbinPortN}),
@@ -209,8 +212,32 @@ spec:
 		egressSidecar("strict", strict, "  outboundTrafficPolicy:\n    mode: REGISTRY_ONLY\n", nil, 80, 8080),
 		egressSidecar("empty", empty, "  outboundTrafficPolicy: {}\n", nil, 80),
 		egressSidecar("open", open, "", nil, 80),
+		// ALLOW_ANY with an egress proxy: the squid service.
+		withEndpoint(t, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: squid
+spec:
+  hosts:
+  - squid.example.test
+  ports:
+  - number: 3128
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+`, squidIP, map[string]int{"http": squidPortN}),
+		egressSidecar("proxied", proxied, "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy:\n      host: squid.example.test\n      port:\n        number: 3128\n", nil, 80),
 	)
-	startEgressAdapterCaddy(t, "caddy", dir, config, nil, strict+":80", empty+":80", open+":80", strict+":8080")
+	startEgressAdapterCaddy(t, "caddy", dir, config, nil, strict+":80", empty+":80", open+":80", strict+":8080", proxied+":80")
+
+	// egressProxy: plain HTTP for hosts outside the registry goes to the
+	// egress proxy's endpoints, Host kept; registry hosts do not.
+	if got := curlProxy(t, nil, "-x", "http://"+proxied+":80", "http://unknown.example.test/x"); got.status != 200 || got.body != "squid host=unknown.example.test tls=- client=- path=/x" {
+		t.Errorf("egressProxy, http://unknown.example.test/x: got %d %q, want 200 from squid", got.status, got.body)
+	}
+	if got := curlProxy(t, nil, "-x", "http://"+proxied+":80", "http://httpbin.org/"); got.status != 200 || !strings.HasPrefix(got.body, "httpbin host=httpbin.org") {
+		t.Errorf("egressProxy, http://httpbin.org/: got %d %q, want 200 from httpbin", got.status, got.body)
+	}
 
 	// A single-port service answers a Host without port on the listener of
 	// its port (origin form, as `curl -H Host:`), and its host:port in

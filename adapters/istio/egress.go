@@ -27,7 +27,9 @@ import (
 // application sent them (ALLOW_ANY, the MeshConfig default) or answers
 // 502 (REGISTRY_ONLY), and applications use the mesh listener as their
 // HTTP_PROXY. Requests for the listener's virtual hosts and for registry
-// hosts on their declared ports still go to istio_route.
+// hosts on their declared ports still go to istio_route. Under ALLOW_ANY,
+// outboundTrafficPolicy.egressProxy sends plain HTTP for other hosts to
+// the egress proxy's cluster instead (see egressProxyHost).
 func (t *translator) addEgress(l *meshListener, srv *caddyhttp.Server, vhosts []*istioroute.VirtualHost) {
 	sidecars := t.sidecarsOf(l)
 	cfg := istioegress.Config{
@@ -39,6 +41,14 @@ func (t *translator) addEgress(l *meshListener, srv *caddyhttp.Server, vhosts []
 		cfg.Mode = ""
 	}
 	t.warnOpenProxy(l, sidecars)
+	if cfg.Mode == "" {
+		if vh := t.egressProxyHost(sidecars); vh != nil {
+			// every plain HTTP request goes to istio_route, whose catch-all
+			// virtual host sends the unknown ones to the egress proxy
+			cfg.RouteHosts = []string{"*"}
+			srv.Routes = caddyhttp.RouteList{istioRoute(append(slices.Clone(vhosts), vh))}
+		}
+	}
 	var w []caddyconfig.Warning
 	egress := caddyconfig.JSONModuleObject(cfg, "handler", "istio_egress", &w)
 	for _, msg := range w {
@@ -105,13 +115,6 @@ func (t *translator) egressMode(l *meshListener, sidecars []listenerSidecar) str
 		if otp != nil && otp.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
 			mode = istioegress.ModeRegistryOnly
 		}
-		if otp.GetEgressProxy() != nil {
-			msg := "not implemented: traffic to hosts outside the registry goes directly to the host the application asked for (ALLOW_ANY passthrough), not to this egress proxy"
-			if mode == istioegress.ModeRegistryOnly {
-				msg = "ignored: egressProxy applies to ALLOW_ANY only, as in Istio"
-			}
-			t.warn(sc.obj, "spec.outboundTrafficPolicy.egressProxy", msg)
-		}
 		modes = append(modes, mode)
 	}
 	slices.Sort(modes)
@@ -126,6 +129,33 @@ func (t *translator) egressMode(l *meshListener, sidecars []listenerSidecar) str
 		return istioegress.ModeRegistryOnly
 	}
 	return modes[0]
+}
+
+// egressProxyHost is the catch-all virtual host that sends plain HTTP
+// requests for hosts without a virtual host of their own to the cluster of
+// outboundTrafficPolicy.egressProxy (Istio sends what would go to its
+// PassthroughCluster there), or nil when no Sidecar of the listener sets
+// one. The first Sidecar that does wins. Like Envoy's passthrough route,
+// it has no retries and no timeout.
+func (t *translator) egressProxyHost(sidecars []listenerSidecar) *istioroute.VirtualHost {
+	for _, sc := range sidecars {
+		dest := sc.spec.GetOutboundTrafficPolicy().GetEgressProxy()
+		if dest == nil {
+			continue
+		}
+		const field = "spec.outboundTrafficPolicy.egressProxy"
+		cluster := t.destinationCluster(fieldRef{obj: sc.obj, path: field}, dest, 0)
+		t.warn(sc.obj, field, "applies to plain HTTP requests only: CONNECT tunnels to hosts outside the registry still go directly to the host the application asked for")
+		return &istioroute.VirtualHost{
+			Name:    "egress-proxy",
+			Domains: []string{"*"},
+			Routes: []*istioroute.Route{{
+				Name:  "egress-proxy",
+				Route: []*istioroute.Destination{{Cluster: cluster}},
+			}},
+		}
+	}
+	return nil
 }
 
 // egressRouteHosts are the domains of vhosts that istio_route serves and

@@ -70,12 +70,6 @@ func TestEgressPolicy(t *testing.T) {
 			server:  "mesh-127.0.0.9-8080", mode: "REGISTRY_ONLY",
 		},
 		{
-			name:     "egressProxy is not implemented",
-			sidecar:  "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy:\n      host: proxy.example.test\n      port: {number: 3128}\n",
-			server:   "mesh",
-			warnings: []string{"spec.outboundTrafficPolicy.egressProxy: not implemented: traffic to hosts outside the registry goes directly to the host the application asked for (ALLOW_ANY passthrough), not to this egress proxy"},
-		},
-		{
 			name:     "open proxy on a non-loopback bind",
 			sidecar:  "  egress:\n  - port: {number: 8080, protocol: HTTP, name: http}\n    bind: 0.0.0.0\n    hosts: [\"*/*\"]\n",
 			server:   "mesh-0.0.0.0-8080",
@@ -273,5 +267,36 @@ func TestEgressOpenDefaultListener(t *testing.T) {
 		if strings.Contains(p.Message, "open proxy") {
 			t.Errorf("unexpected warning on loopback: %v", p)
 		}
+	}
+}
+
+// TestEgressProxy: under ALLOW_ANY, outboundTrafficPolicy.egressProxy sends
+// plain HTTP for hosts without a virtual host to the egress proxy's
+// cluster: every host is a route host, and a catch-all virtual host comes
+// last. CONNECT is not covered (warned).
+func TestEgressProxy(t *testing.T) {
+	a, warnings := adaptInline(t, egressEntries+`---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  outboundTrafficPolicy:
+    mode: ALLOW_ANY
+    egressProxy:
+      host: api.example.test
+      port: {number: 80}
+`)
+	srv := a.servers["mesh"]
+	if srv.egress == nil || srv.egress.Mode != "" || !slices.Equal(srv.egress.RouteHosts, []string{"*"}) {
+		t.Fatalf("egress %+v, want ALLOW_ANY with route_hosts [*]", srv.egress)
+	}
+	last := srv.vhosts[len(srv.vhosts)-1]
+	if !slices.Equal(last.Domains, []string{"*"}) || len(last.Routes) != 1 || len(last.Routes[0].Route) != 1 ||
+		last.Routes[0].Route[0].Cluster != "outbound|80||api.example.test" || last.Routes[0].Retries != nil {
+		t.Errorf("last virtual host %+v, want * to outbound|80||api.example.test without retries", last)
+	}
+	want := []string{"spec.outboundTrafficPolicy.egressProxy: applies to plain HTTP requests only: CONNECT tunnels to hosts outside the registry still go directly to the host the application asked for"}
+	if !slices.Equal(warnings, want) {
+		t.Errorf("warnings %q, want %q", warnings, want)
 	}
 }
