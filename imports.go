@@ -15,6 +15,8 @@ import (
 	_ "github.com/caddy-istio/caddy-istio/modules/istioegress"
 	// http.handlers.istio_fault: fault injection (delay, abort).
 	_ "github.com/caddy-istio/caddy-istio/modules/istiofault"
+	// caddy.config_loaders.istio_kube: follow a Kubernetes API server.
+	_ "github.com/caddy-istio/caddy-istio/modules/istiokube"
 	// http.handlers.istio_route: VirtualService routing.
 	_ "github.com/caddy-istio/caddy-istio/modules/istioroute"
 	// caddy.listeners.istio_mtls: mesh mTLS (ISTIO_MUTUAL) identities from the pki app.
