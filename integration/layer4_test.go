@@ -242,6 +242,7 @@ spec:
     name: tls
     protocol: TLS
     targetPort: %[4]s
+  location: MESH_INTERNAL
   resolution: STATIC
   endpoints:
   - address: %[3]s
@@ -257,6 +258,7 @@ spec:
   - number: 443
     name: tls
     protocol: TLS
+  location: MESH_INTERNAL
   resolution: STATIC
   endpoints:
   - address: %[5]s

@@ -100,6 +100,7 @@ metadata: {name: echo}
 spec:
   hosts: [echo.internal]
   ports: [{number: 9000, name: tcp, protocol: TCP}]
+  location: MESH_INTERNAL
   resolution: STATIC
   endpoints:
   - {address: 10.0.0.1, labels: {version: v1}}
@@ -121,6 +122,7 @@ metadata: {name: tls}
 spec:
   hosts: [a.internal, b.internal]
   ports: [{number: 443, name: tls, protocol: TLS}]
+  location: MESH_INTERNAL
   resolution: STATIC
   endpoints:
   - {address: 10.0.1.1}
@@ -134,7 +136,7 @@ func TestLayer4Routes(t *testing.T) {
 		warnings []string // each must be among the warnings
 	}{
 		{
-			name: "sni chains: most specific first, first VirtualService wins a name",
+			name: "sni chains: most specific first; a match with a name already routed is skipped whole",
 			input: `
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -172,11 +174,11 @@ spec:
 			servers: map[string][]string{"gateway-443": {
 				":443",
 				"x.example.com -> least_conn 10.0.1.1:443",
-				"y.example.com -> least_conn 10.0.1.1:443",
 				`~(?i)^.+\.a\.example\.com$ -> least_conn 10.0.1.1:443`,
 				`~(?i)^.+\.example\.com$ -> least_conn 10.0.1.1:443`,
 				"tls -> least_conn 10.0.1.1:443",
 			}},
+			warnings: []string{"spec.tls[0].match[0].sniHosts: x.example.com is already routed on port 443: this match is skipped, as Istio does"},
 		},
 		{
 			name: "tcp: first route that applies; weights shared among endpoints",
@@ -215,8 +217,16 @@ spec:
 			},
 		},
 		{
-			name: "auto passthrough: clusters of the services the server hosts cover",
+			name: "auto passthrough: clusters of the mesh-internal services the server hosts cover",
 			input: `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external}
+spec:
+  hosts: [external.internal]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: gw}

@@ -50,6 +50,16 @@ func (c *sniChains) add(sni string, handler json.RawMessage) bool {
 	return true
 }
 
+// taken returns the first of snis that has a chain already, "" if none.
+func (c *sniChains) taken(snis []string) string {
+	for _, sni := range snis {
+		if c.seen[strings.ToLower(sni)] {
+			return sni
+		}
+	}
+	return ""
+}
+
 // routes are the layer4 routes of the chains, most specific server name
 // first as Envoy picks a filter chain (exact names, then the longest
 // wildcard suffix, then "*"), whatever the order they were written in.
@@ -166,8 +176,8 @@ func vsMatchesHosts(vs *virtualService, hosts []string) bool {
 // TLS: per server, AUTO_PASSTHROUGH's cluster SNIs, and the tls routes of
 // the VirtualServices bound to the server's Gateway, exported to its
 // namespace and sharing a host with it, in document order: each match
-// that applies (l4Applies) adds a chain per sniHost, narrowed to the
-// server's hosts.
+// that applies (l4Applies) adds a chain per sniHost, as Istio's
+// buildGatewayNetworkFiltersFromTLSRoutes.
 //
 // TCP: the first tcp route, in document order, of those VirtualServices
 // whose match applies (or which has none), as Istio's
@@ -200,28 +210,31 @@ func (t *translator) gatewayLayer4Routes(l *layer4Listener) layer4.RouteList {
 			var handler json.RawMessage
 			built := false
 			for k, m := range tr.GetMatch() {
+				applies := false
+				for _, gs := range servers {
+					if l4Applies(m.GetPort(), m.GetGateways(), vs.obj.Namespace, l.port, gs.gw.ref()) {
+						applies = true
+						break
+					}
+				}
+				if !applies {
+					continue
+				}
+				// As Istio, a match with an SNI host that an earlier
+				// match already routes on this port is skipped whole.
+				if dup := chains.taken(m.GetSniHosts()); dup != "" {
+					t.warn(vs.obj, fmt.Sprintf("spec.tls[%d].match[%d].sniHosts", i, k), fmt.Sprintf("%s is already routed on port %d: this match is skipped, as Istio does", dup, l.port))
+					continue
+				}
+				if !built {
+					handler = t.layer4Proxy(fieldRef{obj: vs.obj, path: fmt.Sprintf("spec.tls[%d]", i)}, tr.GetRoute(), l.port, true)
+					built = true
+					t.l4().markUsed(vs, fmt.Sprintf("tls[%d]", i))
+				}
+				// Istio's filter chains take the sniHosts as written, not
+				// narrowed to the server's hosts.
 				for _, sni := range m.GetSniHosts() {
-					applied, added := false, false
-					for _, gs := range servers {
-						if !l4Applies(m.GetPort(), m.GetGateways(), vs.obj.Namespace, l.port, gs.gw.ref()) {
-							continue
-						}
-						applied = true
-						if !built {
-							handler = t.layer4Proxy(fieldRef{obj: vs.obj, path: fmt.Sprintf("spec.tls[%d]", i)}, tr.GetRoute(), l.port, true)
-							built = true
-							t.l4().markUsed(vs, fmt.Sprintf("tls[%d]", i))
-						}
-						for _, sh := range serverHostsFor(gs.gw, gs.server, vs.obj.Namespace) {
-							if h, ok := intersectHosts(sh, sni); ok {
-								chains.add(h, handler)
-								added = true
-							}
-						}
-					}
-					if applied && !added {
-						t.warn(vs.obj, fmt.Sprintf("spec.tls[%d].match[%d].sniHosts", i, k), fmt.Sprintf("%s matches no host of the gateway servers on port %d: not served there", sni, l.port))
-					}
+					chains.add(sni, handler)
 				}
 			}
 		}
@@ -276,7 +289,9 @@ func (t *translator) warnGatewayL4Match(vs *virtualService, path string, m *netw
 func (t *translator) autoPassthroughChains(chains *sniChains, gs gatewayServer) {
 	for _, c := range t.clusters {
 		svc := t.serviceByHost[c.Service]
-		if svc == nil {
+		if svc == nil || svc.Location != "MESH_INTERNAL" {
+			// Istio leaves MESH_EXTERNAL services (the ServiceEntry
+			// default) out of AUTO_PASSTHROUGH.
 			continue
 		}
 		covered := false
