@@ -18,6 +18,7 @@ modules=(
 	tls.client_auth.verifier.istio_san
 	http.reverse_proxy.transport.istio
 	admin.api.istio
+	caddy.config_loaders.istio_kube
 	# caddy-l4, blank-imported by imports.go: TLS passthrough and TCP servers.
 	layer4
 	layer4.handlers.proxy
