@@ -317,10 +317,9 @@ connectionPool:
 			want: clusterView{
 				"transport": `{"compression":false,"dial_timeout":10000000000,"keep_alive":{"idle_timeout":3600000000000},"protocol":"http","tls":{"server_name":"{http.request.host}"},"versions":["1.1"]}`,
 				"selection": `{"policy":"least_request"}`,
-				// The ServiceEntry's identities, as Istio checks them without subjectAltNames.
-				"tls": shopIdentities,
+				// The CRL file, and the ServiceEntry's identities, as Istio checks them without subjectAltNames.
+				"tls": `{"crl_file":"/crl.pem","subject_alt_names":["spiffe://cluster.local/ns/default/sa/shop-v1","spiffe://cluster.local/ns/default/sa/shop-vm"]}`,
 			},
-			warnings: []string{"spec.trafficPolicy.tls.caCrl: "},
 		},
 		{
 			name:   "proxy protocol",

@@ -76,8 +76,8 @@ func (t *translator) upstreamTLS(ct *networking.ClientTLSSettings, svc *service)
 			sans = t.serviceIdentities(svc)
 		}
 		var ut *istioapp.UpstreamTLS
-		if len(sans) > 0 {
-			ut = &istioapp.UpstreamTLS{SubjectAltNames: sans}
+		if crl := t.crlFileOf(ct, svc); len(sans) > 0 || crl != "" {
+			ut = &istioapp.UpstreamTLS{SubjectAltNames: sans, CRLFile: crl}
 		}
 		return tc, ut
 	case networking.ClientTLSSettings_ISTIO_MUTUAL:
@@ -134,9 +134,6 @@ func (t *translator) checkTLS(obj *istioyaml.Object, path string, ct *networking
 	}
 	if ct.GetCaCertCredentialName() != "" {
 		t.warn(obj, path+".caCertCredentialName", "not supported: Kubernetes secrets are not read; set caCertificates (a file) instead")
-	}
-	if ct.GetCaCrl() != "" {
-		t.warn(obj, path+".caCrl", "not supported: Caddy's transport does not check certificate revocation lists")
 	}
 }
 
