@@ -424,13 +424,13 @@ func (t *translator) layer4Proxy(ref fieldRef, dests []*networking.RouteDestinat
 // clusterProxy is the layer4 proxy handler that splits connections among
 // clusters by weight: one upstream per endpoint, each endpoint of a
 // cluster with an equal share of its cluster's weight, chosen by smooth
-// weighted round robin. One cluster is balanced by least connections
-// (Envoy's LEAST_REQUEST default counts connections for TCP). Clusters
-// without endpoints are left out with a warning; nil when none is left.
+// weighted round robin. One cluster is balanced by its DestinationRule's
+// loadBalancer.simple (see layer4Selection). Clusters without endpoints
+// are left out with a warning; nil when none is left.
 func (t *translator) clusterProxy(clusters []weightedCluster, tls bool) json.RawMessage {
 	type split struct {
-		dials  []string
-		weight int
+		cluster weightedCluster
+		dials   []string
 	}
 	var splits []split
 	for _, c := range clusters {
@@ -441,23 +441,26 @@ func (t *translator) clusterProxy(clusters []weightedCluster, tls bool) json.Raw
 			}
 			continue
 		}
-		if c.ref != nil {
-			t.warnLayer4Policy(*c.ref, c.name)
-		}
-		splits = append(splits, split{dials, c.weight})
+		splits = append(splits, split{c, dials})
 	}
 	if len(splits) == 0 {
 		return nil
+	}
+	// One cluster: its loadBalancer.simple picks the endpoint.
+	policy := "weighted_round_robin"
+	if len(splits) == 1 {
+		policy = layer4Selection(t.layer4Policy(splits[0].cluster.name).GetLoadBalancer().GetSimple())
+	}
+	for _, s := range splits {
+		if s.cluster.ref != nil {
+			t.warnLayer4Policy(*s.cluster.ref, s.cluster.name, len(splits) == 1)
+		}
 	}
 	// Share each cluster's weight evenly among its endpoints: scale by
 	// the least common multiple of the endpoint counts.
 	lcm := 1
 	for _, s := range splits {
 		lcm = lcm / gcd(lcm, len(s.dials)) * len(s.dials)
-	}
-	policy := "least_conn"
-	if len(splits) > 1 {
-		policy = "weighted_round_robin"
 	}
 	var w []caddyconfig.Warning
 	h := l4proxy.Handler{
@@ -469,7 +472,7 @@ func (t *translator) clusterProxy(clusters []weightedCluster, tls bool) json.Raw
 		for _, d := range s.dials {
 			u := &l4proxy.Upstream{Dial: []string{d}}
 			if len(splits) > 1 {
-				u.Weight = s.weight * lcm / len(s.dials)
+				u.Weight = s.cluster.weight * lcm / len(s.dials)
 			}
 			h.Upstreams = append(h.Upstreams, u)
 		}
@@ -564,27 +567,52 @@ func endpointDial(ep *istioapp.Workload, sp *istioapp.ServicePort) string {
 	return net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(n), 10))
 }
 
-// warnLayer4Policy warns, at the destination written at ref, when the
-// DestinationRule traffic policy of cluster name sets what the layer4
-// proxy does not apply: tls/tcp routes proxy plain TCP with least
-// connections (one destination) or weighted round robin (a split).
-func (t *translator) warnLayer4Policy(ref fieldRef, name string) {
+// layer4Policy is the resolved DestinationRule traffic policy of cluster
+// name, nil for none.
+func (t *translator) layer4Policy(name string) *networking.TrafficPolicy {
 	c := t.clusterByName[name]
 	if c == nil {
-		return
+		return nil
 	}
 	hp := policyFor(t.policies, c.Service)
 	if hp == nil {
-		return
+		return nil
 	}
 	var subset *networking.Subset
 	if c.Subset != "" {
 		subset = hp.subset(c.Subset)
 	}
-	p := resolvePolicy(hp.trafficPolicy, subset, c.Port)
+	return resolvePolicy(hp.trafficPolicy, subset, c.Port)
+}
+
+// layer4Selection is the layer4 proxy selection policy of a
+// loadBalancer.simple: Envoy's LEAST_REQUEST (the default) counts active
+// connections for TCP, as least_conn does.
+func layer4Selection(simple networking.LoadBalancerSettings_SimpleLB) string {
+	switch simple {
+	case networking.LoadBalancerSettings_ROUND_ROBIN:
+		return "round_robin"
+	case networking.LoadBalancerSettings_RANDOM:
+		return "random"
+	}
+	return "least_conn"
+}
+
+// warnLayer4Policy warns, at the destination written at ref, when the
+// DestinationRule traffic policy of cluster name sets what the layer4
+// proxy does not apply. alone: the cluster is the route's only
+// destination, whose loadBalancer.simple is applied (see clusterProxy).
+func (t *translator) warnLayer4Policy(ref fieldRef, name string, alone bool) {
+	p := t.layer4Policy(name)
+	if p == nil {
+		return
+	}
 	var fields []string
-	if p.GetLoadBalancer() != nil {
-		fields = append(fields, "loadBalancer")
+	if lb := p.GetLoadBalancer(); lb != nil {
+		simpleOnly := lb.GetConsistentHash() == nil && lb.GetLocalityLbSetting() == nil && lb.GetWarmup() == nil && lb.GetWarmupDurationSecs() == nil
+		if !alone || !simpleOnly {
+			fields = append(fields, "loadBalancer")
+		}
 	}
 	if p.GetConnectionPool() != nil {
 		fields = append(fields, "connectionPool")
