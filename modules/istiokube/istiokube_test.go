@@ -1,6 +1,7 @@
 package istiokube
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -220,4 +222,70 @@ func TestInvalidUpdateKeepsLastGoodVersion(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAssembleKeepsBase(t *testing.T) {
+	w := newTestWatcherSettings(Loader{
+		Debounce:   caddy.Duration(100 * time.Millisecond),
+		Namespaces: []string{"bookinfo"},
+		Base:       json.RawMessage(`{"admin":{"listen":"127.0.0.1:2999"},"logging":{"logs":{"default":{"level":"WARN"}}},"apps":{"http":{"servers":{}},"pki":{},"events":{}}}`),
+	})
+	out, err := w.assemble(&caddy.Config{AppsRaw: caddy.ModuleMap{"istio": json.RawMessage(`{"services":[]}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Admin struct {
+			Listen string `json:"listen"`
+			Config struct {
+				Load      json.RawMessage `json:"load"`
+				LoadDelay int64           `json:"load_delay"`
+				Persist   bool            `json:"persist"`
+			} `json:"config"`
+		} `json:"admin"`
+		Logging json.RawMessage            `json:"logging"`
+		Apps    map[string]json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Listen != "127.0.0.1:2999" || cfg.Logging == nil {
+		t.Errorf("base admin or logging lost: %s", out)
+	}
+	if !bytes.HasPrefix(cfg.Admin.Config.Load, []byte(`{"module":"istio_kube",`)) || cfg.Admin.Config.LoadDelay != int64(100*time.Millisecond) || cfg.Admin.Config.Persist {
+		t.Errorf("admin.config: %s", out)
+	}
+	for name, want := range map[string]bool{"istio": true, "events": true, "http": false, "pki": false} {
+		if _, ok := cfg.Apps[name]; ok != want {
+			t.Errorf("app %s present %v, want %v: %s", name, ok, want, out)
+		}
+	}
+	// The loader in the applied config has the settings of the watcher,
+	// so that its Provision finds the same watcher.
+	var again Loader
+	if err := json.Unmarshal(bytes.Replace(cfg.Admin.Config.Load, []byte(`"module":"istio_kube",`), nil, 1), &again); err != nil {
+		t.Fatal(err)
+	}
+	key1, _ := json.Marshal(w.settings)
+	key2, _ := json.Marshal(again)
+	if !bytes.Equal(key1, key2) {
+		t.Errorf("loader settings changed on the way: %s != %s", key1, key2)
+	}
+}
+
+func TestRunningObjects(t *testing.T) {
+	w := newTestWatcherSettings(Loader{})
+	w.setRunning([]ObjectStatus{{Kind: "VirtualService", Namespace: "b", Name: "r", ResourceVersion: "7"}, {Kind: "Service", Namespace: "b", Name: "r", ResourceVersion: "3"}})
+	if _, loaded := watchers.LoadOrStore("test-running-objects", w); loaded {
+		t.Fatal("key in use")
+	}
+	t.Cleanup(func() { _, _ = watchers.Delete("test-running-objects") })
+	got := RunningObjects()
+	if len(got) != 2 || got[0].Kind != "Service" || got[1].ResourceVersion != "7" {
+		t.Errorf("RunningObjects() = %+v", got)
+	}
+}
+
+func newTestWatcherSettings(settings Loader) *watcher {
+	return newWatcherWithClients(settings, zap.NewNop(), kubefake.NewClientset(), istiofake.NewSimpleClientset())
 }
