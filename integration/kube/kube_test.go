@@ -590,4 +590,20 @@ func TestGatewaysFollowAPIServer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("one watcher per gateway across reloads", func(t *testing.T) {
+		// Were the watcher not shared by the configs it applies, each
+		// applied config would start a new one, which would apply again:
+		// reloads would never stop.
+		time.Sleep(time.Second)
+		for _, g := range gateways {
+			g.mu.Lock()
+			reloads := strings.Count(g.log.String(), "applied config from the API server")
+			g.mu.Unlock()
+			t.Logf("FIGURE %s: %d reloads", g.name, reloads)
+			if reloads == 0 || reloads > 40 {
+				t.Errorf("%s: %d reloads", g.name, reloads)
+			}
+		}
+	})
 }
