@@ -23,6 +23,7 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -156,9 +157,13 @@ var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{M
 
 // get sends a request for reviews to the gateway's mesh listener and
 // returns the backend's name.
-func (g *gateway) get() (string, error) {
+func (g *gateway) get() (string, error) { return g.getHost("reviews:9080") }
+
+// getHost sends a request for host to the gateway's mesh listener and
+// returns the backend's name.
+func (g *gateway) getHost(host string) (string, error) {
 	req, _ := http.NewRequest("GET", "http://"+g.mesh+"/", nil)
-	req.Host = "reviews:9080"
+	req.Host = host
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
@@ -348,6 +353,28 @@ func TestGatewaysFollowAPIServer(t *testing.T) {
 	}
 	must(ic.NetworkingV1().DestinationRules(namespace).Create(ctx, dr, metav1.CreateOptions{}))
 	must(ic.NetworkingV1().VirtualServices(namespace).Create(ctx, reviewsVS(90, 10), metav1.CreateOptions{}))
+	// ratings: endpoints from an EndpointSlice (envtest runs no
+	// controller-manager, so the test writes the slice the EndpointSlice
+	// controller would). The API server refuses loopback addresses in
+	// slices: the test checks the config, with a documentation address
+	// (192.0.2.0/24) it never connects to.
+	must(kube.CoreV1().Services(namespace).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "ratings", Namespace: namespace},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "ratings"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}},
+		},
+	}, metav1.CreateOptions{}))
+	portName, port, ready, notReady := "http", int32(19080), true, false
+	must(kube.DiscoveryV1().EndpointSlices(namespace).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "ratings-x1", Namespace: namespace, Labels: map[string]string{discoveryv1.LabelServiceName: "ratings"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port}},
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"192.0.2.10"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}},
+			{Addresses: []string{"192.0.2.11"}, Conditions: discoveryv1.EndpointConditions{Ready: &notReady}},
+		},
+	}, metav1.CreateOptions{}))
 
 	gateways := []*gateway{startGateway(t, caddyBin, "gateway-a", kubeconfig), startGateway(t, caddyBin, "gateway-b", kubeconfig)}
 	for _, g := range gateways {
@@ -362,6 +389,9 @@ func TestGatewaysFollowAPIServer(t *testing.T) {
 		for _, g := range gateways {
 			if s := g.share(t, 200); s["v1"] < 0.8 || s["v2"] < 0.02 {
 				t.Errorf("%s: shares %v, want about 90/10", g.name, s)
+			}
+			if apps := g.apps(); !strings.Contains(apps, `"address":"192.0.2.10","labels":{"app":"ratings"},"name":"ratings-x1-0","namespace":"default","ports":{"http":19080}`) || strings.Contains(apps, "192.0.2.11") {
+				t.Errorf("%s: ratings should have the ready EndpointSlice endpoint only:\n%s", g.name, apps)
 			}
 		}
 	})
