@@ -7,7 +7,10 @@
 //     cluster per service port and DestinationRule subset become the
 //     `istio` app;
 //   - Gateway servers and the mesh (Sidecar egress) listeners become `http`
-//     servers whose only handler is `istio_route`;
+//     servers that run `istio_route` (after `istio_egress` on the mesh
+//     listeners; HTTPS servers through the `tls` app or the `istio_mtls`
+//     listener wrapper); TLS passthrough and TCP servers and listeners
+//     become `layer4` servers (caddy-l4) routing on SNI or port;
 //   - VirtualServices become that handler's virtual hosts and routes, with
 //     delegates merged into their roots as Istio merges them.
 //
