@@ -40,7 +40,11 @@ live from its admin API (the admin.api.istio endpoints), as tables or, with
   endpoints  per cluster, each endpoint's health (ejected until when, ejection
              count), weight, locality, workload and requests in flight
              (/istio/endpoints)
-  config     the Istio objects the configuration records (/istio/config)
+  config     the Istio objects that make up the running configuration: with
+             istio_kube, each object from the API server with its
+             resourceVersion and, if invalid, its problems and the
+             rejected version; else those the configuration records
+             (/istio/config)
   ui         serves the live web page on --listen (default 127.0.0.1:0, a
              free port) and forwards its reads to the admin API; browsers
              cannot open the admin endpoint's /istio/ui directly on a
@@ -246,9 +250,9 @@ func printConfig(w io.Writer, body []byte) error {
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return fmt.Errorf("decoding config: %v", err)
 	}
-	fmt.Fprintln(w, "KIND\tNAMESPACE\tNAME")
+	fmt.Fprintln(w, "KIND\tNAMESPACE\tNAME\tRESOURCEVERSION\tSTATUS")
 	for _, o := range resp.Objects {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", o.Kind, dash(o.Namespace), o.Name)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", o.Kind, dash(o.Namespace), o.Name, dash(o.ResourceVersion), o.Status())
 	}
 	if len(resp.NotRecorded) > 0 {
 		fmt.Fprintf(w, "(not recorded in the running configuration: %s)\n", strings.Join(resp.NotRecorded, ", "))

@@ -15,8 +15,12 @@
 //   - /istio/endpoints: per cluster, the endpoints with workload, labels,
 //     weight, locality, outlier state (healthy, ejected until when,
 //     ejection multiplier) and requests in flight.
-//   - /istio/config: the Istio objects the configuration records
-//     (VirtualServices, WorkloadEntries, services).
+//   - /istio/config: the Istio objects that make up the running
+//     configuration. When istio_kube watchers follow an API server, every
+//     object they were given, with its resourceVersion and, for an invalid
+//     one, its problems and the rejected version; otherwise the objects
+//     the adapted configuration records (VirtualServices, WorkloadEntries,
+//     services).
 //   - /istio/ui: the web page (HTML).
 package istioadmin
 
@@ -35,6 +39,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+	"github.com/caddy-istio/caddy-istio/modules/istiokube"
 	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
 
@@ -53,6 +58,9 @@ type Admin struct {
 	// inFlight returns the requests in flight per dial address; nil:
 	// Caddy's reverse_proxy counters.
 	inFlight func() map[string]int
+	// runningObjects returns the objects the istio_kube watchers applied;
+	// nil: istiokube.RunningObjects.
+	runningObjects func() []istiokube.ObjectStatus
 }
 
 // CaddyModule returns the Caddy module information.
@@ -135,21 +143,70 @@ type EndpointStatus struct {
 
 // ConfigResponse is the body of /istio/config.
 type ConfigResponse struct {
-	Time    time.Time   `json:"time"`
+	Time time.Time `json:"time"`
+	// Source says where Objects come from: SourceKubernetes or
+	// SourceConfig.
+	Source  string      `json:"source"`
 	Objects []ObjectRef `json:"objects"`
 	// NotRecorded names the kinds the running configuration does not
-	// record, so they cannot be listed.
+	// record, so they cannot be listed. Empty for SourceKubernetes.
 	NotRecorded []string `json:"not_recorded"`
 }
 
+// The sources of /istio/config.
+const (
+	// SourceKubernetes: the objects the istio_kube watchers were given by
+	// the API server, valid or not, with their resourceVersions.
+	SourceKubernetes = "kubernetes"
+	// SourceConfig: the objects the adapted configuration records.
+	SourceConfig = "config"
+)
+
 // ObjectRef names one Istio object of the configuration.
 type ObjectRef struct {
-	// Kind is VirtualService, WorkloadEntry, or Service for a registry
-	// service (a Kubernetes Service or a ServiceEntry host: the
-	// configuration does not say which).
+	// Kind is the object's kind. From the configuration it is
+	// VirtualService, WorkloadEntry, or Service for a registry service (a
+	// Kubernetes Service or a ServiceEntry host: the configuration does
+	// not say which); from Kubernetes, the API kind (DestinationRule,
+	// Gateway, EndpointSlice... too).
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
+
+	// The rest is set only for SourceKubernetes.
+
+	// ResourceVersion is the version of the object in the running
+	// configuration; for an invalid object that never had a valid
+	// version (Problems set, RejectedVersion empty), the invalid version,
+	// which is not in the configuration.
+	ResourceVersion string `json:"resource_version,omitempty"`
+	// Problems say why the latest version was refused.
+	Problems []string `json:"problems,omitempty"`
+	// RejectedVersion is the refused latest version when an earlier valid
+	// one (ResourceVersion) keeps serving, as with Istio's webhook.
+	RejectedVersion string `json:"rejected_version,omitempty"`
+}
+
+// Status is a short form of the object's state for tables: "-" for an
+// object the configuration records, else applied, rejected (an earlier
+// version serves) or invalid (not in the configuration), with the
+// problems.
+func (o ObjectRef) Status() string {
+	switch {
+	case o.ResourceVersion == "" && len(o.Problems) == 0:
+		return "-"
+	case len(o.Problems) == 0:
+		return "applied"
+	case o.RejectedVersion != "":
+		return "rejected " + o.RejectedVersion + ": " + oneLine(o.Problems)
+	default:
+		return "invalid, not applied: " + oneLine(o.Problems)
+	}
+}
+
+// oneLine joins problems on one table line.
+func oneLine(problems []string) string {
+	return strings.Join(strings.Fields(strings.Join(problems, "; ")), " ")
 }
 
 // notRecorded are the kinds the adapted configuration does not name.
@@ -222,12 +279,27 @@ func (a *Admin) Endpoints() EndpointsResponse {
 	return resp
 }
 
-// Config returns the body of /istio/config: the VirtualServices named by
-// the routes, the named WorkloadEntries and the registry services, each
-// once, sorted.
+// Config returns the body of /istio/config: the objects the istio_kube
+// watchers applied, if any run, else the VirtualServices named by the
+// routes, the named WorkloadEntries and the registry services, each once,
+// sorted.
 func (a *Admin) Config() ConfigResponse {
+	if running := a.currentRunningObjects(); len(running) > 0 {
+		objects := make([]ObjectRef, 0, len(running))
+		for _, o := range running {
+			objects = append(objects, ObjectRef{
+				Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
+				ResourceVersion: o.ResourceVersion,
+				Problems:        o.Problems,
+				RejectedVersion: o.RejectedVersion,
+			})
+		}
+		return ConfigResponse{Time: time.Now(), Source: SourceKubernetes, Objects: objects, NotRecorded: []string{}}
+	}
 	httpApp, app := a.currentApps()
-	seen := make(map[ObjectRef]bool)
+	// ObjectRef has a slice field: the set is keyed by its names
+	type key struct{ kind, namespace, name string }
+	seen := make(map[key]bool)
 	for _, sr := range istioroute.Handlers(httpApp) {
 		for _, h := range sr.Handlers {
 			for _, vh := range h.VirtualHosts {
@@ -236,7 +308,7 @@ func (a *Admin) Config() ConfigResponse {
 						continue
 					}
 					ns, name := splitRef(rt.VirtualService)
-					seen[ObjectRef{Kind: "VirtualService", Namespace: ns, Name: name}] = true
+					seen[key{"VirtualService", ns, name}] = true
 				}
 			}
 		}
@@ -246,26 +318,27 @@ func (a *Admin) Config() ConfigResponse {
 			if svc == nil {
 				continue
 			}
-			seen[ObjectRef{Kind: "Service", Namespace: svc.Namespace, Name: svc.Hostname}] = true
+			seen[key{"Service", svc.Namespace, svc.Hostname}] = true
 			for _, w := range svc.Endpoints {
 				if w != nil && w.Name != "" {
-					seen[ObjectRef{Kind: "WorkloadEntry", Namespace: cmp.Or(w.Namespace, svc.Namespace), Name: w.Name}] = true
+					seen[key{"WorkloadEntry", cmp.Or(w.Namespace, svc.Namespace), w.Name}] = true
 				}
 			}
 		}
 		for _, w := range app.Workloads {
 			if w != nil && w.Name != "" {
-				seen[ObjectRef{Kind: "WorkloadEntry", Namespace: w.Namespace, Name: w.Name}] = true
+				seen[key{"WorkloadEntry", w.Namespace, w.Name}] = true
 			}
 		}
 	}
-	objects := slices.SortedFunc(maps.Keys(seen), func(x, y ObjectRef) int {
-		return cmp.Or(cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name))
+	keys := slices.SortedFunc(maps.Keys(seen), func(x, y key) int {
+		return cmp.Or(cmp.Compare(x.kind, y.kind), cmp.Compare(x.namespace, y.namespace), cmp.Compare(x.name, y.name))
 	})
-	if objects == nil {
-		objects = []ObjectRef{}
+	objects := make([]ObjectRef, 0, len(keys))
+	for _, k := range keys {
+		objects = append(objects, ObjectRef{Kind: k.kind, Namespace: k.namespace, Name: k.name})
 	}
-	return ConfigResponse{Time: time.Now(), Objects: objects, NotRecorded: notRecorded}
+	return ConfigResponse{Time: time.Now(), Source: SourceConfig, Objects: objects, NotRecorded: notRecorded}
 }
 
 // splitRef splits "namespace/name"; a ref without a slash is a name.
@@ -293,6 +366,15 @@ func (a *Admin) currentApps() (*caddyhttp.App, *istioapp.App) {
 		app, _ = v.(*istioapp.App)
 	}
 	return httpApp, app
+}
+
+// currentRunningObjects returns the objects the istio_kube watchers
+// applied (none when no watcher runs).
+func (a *Admin) currentRunningObjects() []istiokube.ObjectStatus {
+	if a.runningObjects != nil {
+		return a.runningObjects()
+	}
+	return istiokube.RunningObjects()
 }
 
 // currentInFlight returns the requests in flight per dial address.

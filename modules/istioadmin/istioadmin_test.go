@@ -19,6 +19,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
+	"github.com/caddy-istio/caddy-istio/modules/istiokube"
 	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
 
@@ -238,7 +239,8 @@ func TestAdminEndpointsOfRunningConfig(t *testing.T) {
 }
 
 func TestAdminWithoutConfig(t *testing.T) {
-	a := &Admin{apps: func() (*caddyhttp.App, *istioapp.App) { return nil, nil }, inFlight: func() map[string]int { return nil }}
+	a := &Admin{apps: func() (*caddyhttp.App, *istioapp.App) { return nil, nil }, inFlight: func() map[string]int { return nil },
+		runningObjects: func() []istiokube.ObjectStatus { return nil }}
 	var routes RoutesResponse
 	get(t, a, "/istio/routes", &routes)
 	var clusters ClustersResponse
@@ -247,6 +249,58 @@ func TestAdminWithoutConfig(t *testing.T) {
 	get(t, a, "/istio/config", &config)
 	if routes.Servers == nil || clusters.Clusters == nil || config.Objects == nil {
 		t.Errorf("empty lists must be [], not null: %+v %+v %+v", routes, clusters, config)
+	}
+}
+
+func TestAdminConfigFromKubernetes(t *testing.T) {
+	running := []istiokube.ObjectStatus{
+		{Kind: "DestinationRule", Namespace: "default", Name: "reviews", ResourceVersion: "12"},
+		{Kind: "VirtualService", Namespace: "default", Name: "bad", ResourceVersion: "31", Problems: []string{"spec.hosts[0]: invalid"}},
+		{Kind: "VirtualService", Namespace: "default", Name: "reviews", ResourceVersion: "20", RejectedVersion: "25",
+			Problems: []string{"spec.hosts[1]: wildcard", "spec.http[0]: empty"}},
+	}
+	recorded := &istioapp.App{Services: []*istioapp.Service{{Hostname: host, Namespace: "default"}}}
+	a := &Admin{apps: func() (*caddyhttp.App, *istioapp.App) { return nil, recorded }, inFlight: func() map[string]int { return nil },
+		runningObjects: func() []istiokube.ObjectStatus { return running }}
+
+	var config ConfigResponse
+	get(t, a, "/istio/config", &config)
+	want := []ObjectRef{
+		{Kind: "DestinationRule", Namespace: "default", Name: "reviews", ResourceVersion: "12"},
+		{Kind: "VirtualService", Namespace: "default", Name: "bad", ResourceVersion: "31", Problems: []string{"spec.hosts[0]: invalid"}},
+		{Kind: "VirtualService", Namespace: "default", Name: "reviews", ResourceVersion: "20", RejectedVersion: "25",
+			Problems: []string{"spec.hosts[1]: wildcard", "spec.http[0]: empty"}},
+	}
+	if config.Source != SourceKubernetes || config.NotRecorded == nil || len(config.NotRecorded) != 0 {
+		t.Errorf("source %q, not recorded %v: want kubernetes and []", config.Source, config.NotRecorded)
+	}
+	if fmt.Sprint(config.Objects) != fmt.Sprint(want) {
+		t.Errorf("config objects:\n got %+v\nwant %+v", config.Objects, want)
+	}
+
+	// without watchers: what the configuration records
+	a.runningObjects = func() []istiokube.ObjectStatus { return nil }
+	var recordedConfig ConfigResponse
+	get(t, a, "/istio/config", &recordedConfig)
+	if recordedConfig.Source != SourceConfig || fmt.Sprint(recordedConfig.Objects) != fmt.Sprint([]ObjectRef{{Kind: "Service", Namespace: "default", Name: host}}) {
+		t.Errorf("without watchers: %+v", recordedConfig)
+	}
+}
+
+func TestObjectRefStatus(t *testing.T) {
+	tests := []struct {
+		ref  ObjectRef
+		want string
+	}{
+		{ObjectRef{Kind: "Service", Name: host}, "-"},
+		{ObjectRef{Kind: "Gateway", ResourceVersion: "3"}, "applied"},
+		{ObjectRef{ResourceVersion: "3", RejectedVersion: "4", Problems: []string{"a: b", "c\nd"}}, "rejected 4: a: b; c d"},
+		{ObjectRef{ResourceVersion: "5", Problems: []string{"a"}}, "invalid, not applied: a"},
+	}
+	for _, tt := range tests {
+		if got := tt.ref.Status(); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.ref, got, tt.want)
+		}
 	}
 }
 
@@ -339,7 +393,11 @@ func TestPrintTables(t *testing.T) {
 		{EndpointSnapshot: istioapp.EndpointSnapshot{Address: "127.0.0.1:1", Health: "EJECTED", EjectedUntil: &until, Ejections: 2, Weight: 1, Workload: "default/r1"}, InFlight: 0},
 		{EndpointSnapshot: istioapp.EndpointSnapshot{Address: "127.0.0.1:2", Health: "HEALTHY", Weight: 5, Locality: "us/east"}, InFlight: 3},
 	}}}}
-	config := ConfigResponse{Objects: []ObjectRef{{Kind: "VirtualService", Namespace: "default", Name: "reviews"}}, NotRecorded: notRecorded}
+	config := ConfigResponse{Source: SourceConfig, Objects: []ObjectRef{{Kind: "VirtualService", Namespace: "default", Name: "reviews"}}, NotRecorded: notRecorded}
+	kubeConfig := ConfigResponse{Source: SourceKubernetes, NotRecorded: []string{}, Objects: []ObjectRef{
+		{Kind: "Gateway", Namespace: "istio-system", Name: "ingress", ResourceVersion: "1041"},
+		{Kind: "VirtualService", Namespace: "default", Name: "reviews", ResourceVersion: "1077", RejectedVersion: "1102", Problems: []string{"spec.hosts[1]: wildcard"}},
+	}}
 
 	tests := []struct {
 		view string
@@ -353,7 +411,9 @@ func TestPrintTables(t *testing.T) {
 		{"clusters", clusters, []string{"CLUSTER", "outbound|9080|v1|reviews", "LEAST_REQUEST", "ISTIO_MUTUAL", "1/2",
 			"5xx=3 interval=1s base=30s max=10%", "maxConnections=2 maxRequests=10"}},
 		{"endpoints", endpoints, []string{"ENDPOINT", "127.0.0.1:1", "EJECTED", "03:04:05", "default/r1", "127.0.0.1:2", "HEALTHY", "us/east"}},
-		{"config", config, []string{"KIND", "VirtualService", "reviews", "not recorded", "DestinationRule"}},
+		{"config", config, []string{"KIND", "RESOURCEVERSION", "STATUS", "VirtualService", "reviews", "not recorded", "DestinationRule"}},
+		{"config", kubeConfig, []string{"KIND  ", "NAMESPACE  ", "NAME  ", "RESOURCEVERSION  ", "STATUS\n",
+			"istio-system", "1041", "applied", "1077", "rejected 1102: spec.hosts[1]: wildcard"}},
 	}
 	for _, tt := range tests {
 		body, _ := json.Marshal(tt.v)
