@@ -187,6 +187,39 @@ func (g *gateway) apps() string {
 	return string(body)
 }
 
+// configObject is one object of the admin API's /istio/config.
+type configObject struct {
+	Kind            string   `json:"kind"`
+	Namespace       string   `json:"namespace"`
+	Name            string   `json:"name"`
+	ResourceVersion string   `json:"resource_version"`
+	Problems        []string `json:"problems"`
+	RejectedVersion string   `json:"rejected_version"`
+}
+
+// configObject returns the object of /istio/config with that kind and
+// name in the test namespace.
+func (g *gateway) configObject(kind, name string) (configObject, bool) {
+	resp, err := client.Get("http://" + g.admin + "/istio/config")
+	if err != nil {
+		return configObject{}, false
+	}
+	defer resp.Body.Close()
+	var config struct {
+		Source  string         `json:"source"`
+		Objects []configObject `json:"objects"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&config) != nil || config.Source != "kubernetes" {
+		return configObject{}, false
+	}
+	for _, o := range config.Objects {
+		if o.Kind == kind && o.Namespace == namespace && o.Name == name {
+			return o, true
+		}
+	}
+	return configObject{}, false
+}
+
 // meshApps is apps with the gateway's own mesh listener address replaced,
 // to compare gateways.
 func (g *gateway) meshApps() string {
@@ -477,11 +510,25 @@ func TestGatewaysFollowAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := []string{gateways[0].apps(), gateways[1].apps()}
+		goodVersion := vs.ResourceVersion
 		// Accepted by the CRD schema, refused by Istio's validation.
 		vs.Spec.Hosts = []string{"reviews", "foo*.example.com"}
 		vs.Spec.Http = reviewsVS(0, 100).Spec.Http
-		if _, err := ic.NetworkingV1().VirtualServices(namespace).Update(ctx, vs, metav1.UpdateOptions{}); err != nil {
+		rejected, err := ic.NetworkingV1().VirtualServices(namespace).Update(ctx, vs, metav1.UpdateOptions{})
+		if err != nil {
 			t.Fatal(err)
+		}
+		// The admin API names the version that serves and the one refused.
+		var shown configObject
+		waitFor(t, 20*time.Second, "/istio/config shows the rejected VirtualService version", func() bool {
+			shown, _ = gateways[0].configObject("VirtualService", "reviews")
+			return shown.RejectedVersion == rejected.ResourceVersion
+		})
+		if shown.ResourceVersion != goodVersion || !strings.Contains(strings.Join(shown.Problems, " "), "spec.hosts[1]") {
+			t.Errorf("/istio/config VirtualService reviews: %+v, want resourceVersion %s, problems naming spec.hosts[1]", shown, goodVersion)
+		}
+		if o, ok := gateways[0].configObject("DestinationRule", "reviews"); !ok || o.ResourceVersion == "" || len(o.Problems) > 0 {
+			t.Errorf("/istio/config DestinationRule reviews: %+v, %v", o, ok)
 		}
 		waitFor(t, 20*time.Second, "an InvalidConfig event on the VirtualService", func() bool {
 			events, err := kube.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=reviews,reason=InvalidConfig"})
