@@ -138,8 +138,11 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP proxies CONNECT tunnels and plain HTTP requests per the policy,
 // and passes requests for mesh hosts to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	entry := h.newLogEntry(r)
+	// The log entry is made only for what this handler answers: a request
+	// that goes on to istio_route is logged there, and costs no allocation
+	// here.
 	if status, reason := h.authorize(r); status != 0 {
+		entry := h.newLogEntry(r)
 		entry.refuse(reason)
 		h.deny407or403(w, status, reason)
 		entry.status = status
@@ -153,28 +156,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// HTTP request for :authority and :path, not a tunnel: it is routed
 	// and forwarded like the others (reverse_proxy speaks it).
 	if r.Method == http.MethodConnect && !(r.ProtoMajor >= 2 && r.Header.Get(":protocol") != "") {
-		return h.serveConnect(w, r, entry)
+		return h.serveConnect(w, r, h.newLogEntry(r))
 	}
 
 	defaultPort := uint32(80)
 	if r.URL.Scheme == "https" || (r.URL.Host == "" && r.TLS != nil) {
 		defaultPort = 443
 	}
-	dest, err := parseDestination(r.Host, defaultPort)
+	dest, err := splitDestination(r.Host, defaultPort)
 	if err != nil {
+		entry := h.newLogEntry(r)
 		entry.refuse("bad request: " + err.Error())
 		entry.status = http.StatusBadRequest
 		http.Error(w, "istio_egress: "+err.Error(), http.StatusBadRequest)
 		entry.write(h.logger)
 		return nil
 	}
-	entry.dest = dest
-	if h.isMeshHost(dest) && !h.deny.matches(dest) {
+	if h.isMeshHost(&dest) && !h.deny.matches(&dest) {
 		// the VirtualService routing of the next handler applies; it logs
 		// the request itself
 		return next.ServeHTTP(w, r)
 	}
-	return h.serveForward(w, r, dest, entry)
+	entry := h.newLogEntry(r)
+	forwarded := dest // on the heap only here, so dest stays on the stack
+	entry.dest = &forwarded
+	return h.serveForward(w, r, &forwarded, entry)
 }
 
 // isMeshHost reports whether plain HTTP for d is routed by the next

@@ -187,42 +187,63 @@ func (d *destination) String() string {
 // parseDestination splits an authority ("host:port", "[v6]:port", or a
 // host alone with defaultPort) into a destination.
 func parseDestination(authority string, defaultPort uint32) (*destination, error) {
+	d, err := splitDestination(authority, defaultPort)
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// splitDestination is parseDestination without the allocation, for the
+// requests that go on to istio_route.
+func splitDestination(authority string, defaultPort uint32) (destination, error) {
+	var none destination
 	if authority == "" {
-		return nil, fmt.Errorf("missing host")
+		return none, fmt.Errorf("missing host")
 	}
 	host, port := authority, ""
 	if strings.HasPrefix(authority, "[") {
 		end := strings.IndexByte(authority, ']')
 		if end < 0 {
-			return nil, fmt.Errorf("bad host %q", authority)
+			return none, fmt.Errorf("bad host %q", authority)
 		}
 		host, port = authority[1:end], authority[end+1:]
 		if port != "" {
 			var ok bool
 			if port, ok = strings.CutPrefix(port, ":"); !ok {
-				return nil, fmt.Errorf("bad host %q", authority)
+				return none, fmt.Errorf("bad host %q", authority)
 			}
 		}
 	} else if i := strings.LastIndexByte(authority, ':'); i >= 0 {
 		if strings.Count(authority, ":") > 1 {
-			return nil, fmt.Errorf("bad host %q: IPv6 addresses must be bracketed", authority)
+			return none, fmt.Errorf("bad host %q: IPv6 addresses must be bracketed", authority)
 		}
 		host, port = authority[:i], authority[i+1:]
 	}
-	d := &destination{host: strings.TrimSuffix(strings.ToLower(host), "."), port: defaultPort}
+	d := destination{host: strings.TrimSuffix(strings.ToLower(host), "."), port: defaultPort}
 	if port != "" {
 		n, err := strconv.ParseUint(port, 10, 16)
 		if err != nil || n == 0 {
-			return nil, fmt.Errorf("bad port %q", port)
+			return none, fmt.Errorf("bad port %q", port)
 		}
 		d.port = uint32(n)
 	}
 	if d.port == 0 {
-		return nil, fmt.Errorf("missing port in %q", authority)
+		return none, fmt.Errorf("missing port in %q", authority)
 	}
 	if d.host == "" || strings.ContainsAny(d.host, "/@ \\%") && !strings.Contains(d.host, ":") {
-		return nil, fmt.Errorf("bad host %q", authority)
+		return none, fmt.Errorf("bad host %q", authority)
 	}
-	d.literal, _ = parseIPLiteral(d.host)
+	if mayBeIPLiteral(d.host) {
+		d.literal, _ = parseIPLiteral(d.host)
+	}
 	return d, nil
+}
+
+// mayBeIPLiteral reports whether host can be an IP literal: IPv6 has a
+// ':', and every IPv4 form an OS resolver accepts (dotted, decimal, octal,
+// hex, short) starts with a digit. Host names skip the parse, and the
+// allocations of its errors.
+func mayBeIPLiteral(host string) bool {
+	return host != "" && ('0' <= host[0] && host[0] <= '9' || strings.IndexByte(host, ':') >= 0)
 }
