@@ -1,14 +1,16 @@
 package istioroute
 
 import (
-	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -437,19 +439,37 @@ func ensureRequestID(r *http.Request) string {
 	if id := r.Header.Get(requestIDHeader); id != "" {
 		return id
 	}
-	id := newUUID()
-	r.Header[requestIDHeader] = []string{id}
-	return id
+	v := newRequestIDValue()
+	r.Header[requestIDHeader] = v
+	return v[0]
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
+// requestIDValue holds a header value and its text in one allocation.
+type requestIDValue struct {
+	value [1]string
+	text  [36]byte
+}
+
+// newRequestIDValue returns a header value holding a new random (version
+// 4) UUID. The bits come from the runtime's per-thread ChaCha8 generator,
+// seeded from the OS (math/rand/v2), as Envoy draws its request IDs from
+// its own random generator: no system call and no lock per request.
+func newRequestIDValue() []string {
+	v := new(requestIDValue)
+	formatUUID(&v.text, rand.Uint64(), rand.Uint64())
+	// text is never written again, so the string may share it.
+	v.value[0] = unsafe.String(&v.text[0], len(v.text))
+	return v.value[:]
+}
+
+// formatUUID writes the version 4 UUID of the random bits hi and lo into s.
+func formatUUID(s *[36]byte, hi, lo uint64) {
 	var u [16]byte
-	_, _ = rand.Read(u[:])
+	binary.BigEndian.PutUint64(u[:8], hi)
+	binary.BigEndian.PutUint64(u[8:], lo)
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	const hexDigits = "0123456789abcdef"
-	var s [36]byte
 	j := 0
 	for i, b := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -459,7 +479,6 @@ func newUUID() string {
 		s[j], s[j+1] = hexDigits[b>>4], hexDigits[b&0x0f]
 		j += 2
 	}
-	return string(s[:])
 }
 
 // startTelemetry begins following a request.
