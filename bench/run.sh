@@ -7,6 +7,8 @@
 #   bench/run.sh --profile            # also take CPU/alloc profiles of both proxies at max rate
 #   bench/run.sh --suite pools        # DestinationRule pools: LEAST_REQUEST and ring hash against
 #                                     # plain Caddy round_robin over the same two backends
+#   bench/run.sh --suite mesh         # route's configs plus ISTIO_MUTUAL between two Caddy processes
+#                                     # and the mesh listener as HTTP proxy (absolute-form requests)
 #
 # Every option also has an environment variable (SUITE, ROUNDS, MAX_DURATION, FIXED_DURATION, QPS, CONNS,
 # MAX_CONNS, NOISE_MAX, IDLE_MAX, IDLE_WAIT, PROFILE, NO_BUILD); see usage() below.
@@ -35,6 +37,21 @@
 # both backends); istio_lr (a Service over both workloads, Istio's default LEAST_REQUEST, no
 # VirtualService); istio_ring (the same with a DestinationRule consistentHash on the x-user header,
 # ring hash); targets: each istio pool >= 0.95x plain_rr throughput.
+# The mesh suite (--suite mesh) runs direct, plain and istio as the route suite, and
+#   istio_mtls  the istio config, but the workloads v1 and v2 are the two ISTIO_MUTUAL Gateway servers
+#               (127.0.0.1:18110, :18120) of a second `caddy run --adapter istio` process, the
+#               "server sidecar", whose VirtualService (bound to that Gateway, matched on the port)
+#               sends them on to the backend's :18080 and :18090; the DestinationRule of bench sets
+#               tls.mode ISTIO_MUTUAL. Both processes use the same XDG_DATA_HOME, so the same mesh CA.
+#               The server sidecar runs on CPU 1 with the client proxy (GOMAXPROCS=1 each); CPU and
+#               RSS figures are the sum of both processes;
+#   egress      the istio config's mesh listener used as the client's HTTP proxy: fortio -stdclient
+#               with HTTP_PROXY=http://127.0.0.1:18100 asks for http://bench:18100/ in absolute form
+#               (istio_egress hands registry hosts to istio_route). fortio's fast client cannot use a
+#               proxy, so this config's client is Go's net/http client: compare its proxy vCPU, not
+#               its throughput. CONNECT tunnels are measured by bench/egress.sh.
+# Targets: istio >= 0.95x plain throughput and <= 0.3 ms added p99 at fixed load; the proxies' vCPU
+# per 1000 rps at fixed load < 0.15 for istio and for the whole istio_mtls path (both processes).
 # Exit status: 0 when every request succeeded and the split was right; 1 otherwise. The issue's
 # targets (istio >= 0.9x plain throughput, < 0.5 ms added p99 at fixed load) are printed, not gated:
 # the machine is shared, so the figures are indicative.
@@ -46,7 +63,8 @@ set -euo pipefail
 usage() {
 	cat <<'EOF'
 usage: bench/run.sh [options]
-  --suite S         route (istio_route vs reverse_proxy) or pools (LB pools)  (SUITE, default route)
+  --suite S         route (istio_route vs reverse_proxy), pools (LB pools) or mesh (route + ISTIO_MUTUAL
+                    between two processes + egress proxy)  (SUITE, default route)
   --rounds N        interleaved rounds                     (ROUNDS, default 3)
   --max DUR         max-rate phase duration, fortio -t     (MAX_DURATION, default 8s)
   --fixed DUR       fixed-load phase duration              (FIXED_DURATION, default 15s)
@@ -113,6 +131,15 @@ BACKEND_V1=127.0.0.1:18080
 BACKEND_V2=127.0.0.1:18090
 PROXY=127.0.0.1:18100
 ADMIN=127.0.0.1:12019
+# mesh suite: the server sidecar's two ISTIO_MUTUAL Gateway servers, its own mesh listener and admin
+SERVER_V1=127.0.0.1:18110
+SERVER_V2=127.0.0.1:18120
+SERVER_MESH=127.0.0.1:18130
+ADMIN2=127.0.0.1:12020
+# the request's headers and how the p99 target compares ("<" for route, "<=" for mesh)
+P99_OP="<"
+# [config, max proxy vCPU per 1000 rps at fixed load]
+VCPU_TARGETS='[]'
 # The same request for every config: the Host the VirtualService answers and its matching header
 # (and, for the pools, the consistent-hash key).
 case "$SUITE" in
@@ -129,7 +156,15 @@ pools)
 	RATIOS='[["plain_rr","direct"],["istio_lr","plain_rr"],["istio_ring","plain_rr"]]'
 	TARGETS='[["istio_lr","plain_rr",0.95,null],["istio_ring","plain_rr",0.95,null]]'
 	;;
-*) echo "run.sh: unknown suite $SUITE (route or pools)" >&2; exit 2 ;;
+mesh)
+	CONFIGS=(direct plain istio istio_mtls egress)
+	REQ_HEADERS=(-H "Host: bench" -H "x-bench: 1")
+	RATIOS='[["plain","direct"],["istio","direct"],["istio","plain"],["istio_mtls","direct"],["istio_mtls","plain"],["istio_mtls","istio"],["egress","istio"]]'
+	TARGETS='[["istio","plain",0.95,0.3]]'
+	P99_OP="<="
+	VCPU_TARGETS='[["istio",0.15],["istio_mtls",0.15]]'
+	;;
+*) echo "run.sh: unknown suite $SUITE (route, pools or mesh)" >&2; exit 2 ;;
 esac
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -157,6 +192,9 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] && taskset -c 1 tr
 	PX=(taskset -c 1)
 	PROXY_ENV=(GOMAXPROCS=1)
 	layout="fortio + backend on CPU 0 (GOMAXPROCS=1), proxy on CPU 1 (GOMAXPROCS=1)"
+	if [ "$SUITE" = mesh ]; then
+		layout="$layout; istio_mtls: server sidecar on CPU 1 too (GOMAXPROCS=1)"
+	fi
 fi
 
 # --- configs -----------------------------------------------------------------------------------
@@ -300,6 +338,115 @@ spec:
 EOF
 } >"$work/istio_ring.yaml"
 
+# The mesh suite's istio_mtls: the istio config whose workloads are the server sidecar's Gateway
+# servers, reached with ISTIO_MUTUAL (the identity both sides use is the default service account's,
+# spiffe://cluster.local/ns/default/sa/default).
+sed -e "s/^    http: ${BACKEND_V1##*:}\$/    http: ${SERVER_V1##*:}/" \
+	-e "s/^    http: ${BACKEND_V2##*:}\$/    http: ${SERVER_V2##*:}/" \
+	-e 's/^  host: bench$/  host: bench\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUAL/' \
+	"$work/istio.yaml" >"$work/istio_mtls.yaml"
+# The server sidecar: one ISTIO_MUTUAL Gateway server per workload, and a VirtualService bound to
+# the Gateway that sends each server's requests to its backend port (MESH_EXTERNAL services: plain
+# HTTP to the backend, as the sidecar's hop to its own application). Its mesh listener is moved out
+# of the way.
+cat >"$work/istio_mtls_server.yaml" <<EOF
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: bench-server
+spec:
+  servers:
+  - bind: ${SERVER_V1%:*}
+    port:
+      number: ${SERVER_V1##*:}
+      name: https-v1
+      protocol: HTTPS
+    hosts:
+    - "*"
+    tls:
+      mode: ISTIO_MUTUAL
+  - bind: ${SERVER_V2%:*}
+    port:
+      number: ${SERVER_V2##*:}
+      name: https-v2
+      protocol: HTTPS
+    hosts:
+    - "*"
+    tls:
+      mode: ISTIO_MUTUAL
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: backend-v1
+spec:
+  hosts:
+  - backend-v1.bench
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: ${BACKEND_V1%:*}
+    ports:
+      http: ${BACKEND_V1##*:}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: backend-v2
+spec:
+  hosts:
+  - backend-v2.bench
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: ${BACKEND_V2%:*}
+    ports:
+      http: ${BACKEND_V2##*:}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bench-server
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - bench-server
+  http:
+  - match:
+    - port: ${SERVER_V1##*:}
+    route:
+    - destination:
+        host: backend-v1.bench
+  - match:
+    - port: ${SERVER_V2##*:}
+    route:
+    - destination:
+        host: backend-v2.bench
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: default
+spec:
+  egress:
+  - port:
+      number: ${SERVER_MESH##*:}
+      protocol: HTTP
+      name: http
+    bind: ${SERVER_MESH%:*}
+    hosts:
+    - "./*"
+EOF
+
 # --- process handling --------------------------------------------------------------------------
 pids=()
 cleanup() {
@@ -318,7 +465,9 @@ forget_pid() {
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-for addr in "$BACKEND_V1" "$BACKEND_V2" "$PROXY" "$ADMIN"; do
+busy_check=("$BACKEND_V1" "$BACKEND_V2" "$PROXY" "$ADMIN")
+[ "$SUITE" != mesh ] || busy_check+=("$SERVER_V1" "$SERVER_V2" "$SERVER_MESH" "$ADMIN2")
+for addr in "${busy_check[@]}"; do
 	port_free "$addr" || { echo "run.sh: $addr is in use" >&2; exit 1; }
 done
 
@@ -374,9 +523,11 @@ counts() { curl -s "http://$BACKEND_V1/__count" | jq -c --arg a "$BACKEND_V1" --
 
 # --- one config --------------------------------------------------------------------------------
 proxy_pid=""
+server_pid="" # the mesh suite's server sidecar (istio_mtls)
 start_proxy() { # config
 	local cfg="$1"
 	proxy_pid=""
+	server_pid=""
 	case "$cfg" in
 	direct) return 0 ;;
 	plain)
@@ -387,14 +538,35 @@ start_proxy() { # config
 		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
 			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain_rr.json" >>"$work/caddy-$cfg.log" 2>&1 &
 		;;
-	istio | istio_lr | istio_ring)
+	istio | istio_lr | istio_ring | egress)
+		local file="$cfg"
+		[ "$cfg" != egress ] || file=istio
 		CADDY_ADMIN="$ADMIN" XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
-			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/$cfg.yaml" >>"$work/caddy-$cfg.log" 2>&1 &
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/$file.yaml" >>"$work/caddy-$cfg.log" 2>&1 &
+		;;
+	istio_mtls)
+		# the server sidecar first; both share the mesh CA in $work/xdg
+		CADDY_ADMIN="$ADMIN2" XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/istio_mtls_server.yaml" >>"$work/caddy-istio_mtls_server.log" 2>&1 &
+		server_pid=$!
+		pids+=("$server_pid")
+		local deadline=$((SECONDS + 20))
+		while port_free "$SERVER_V1" || port_free "$SERVER_V2"; do
+			if [ $SECONDS -ge $deadline ] || ! kill -0 "$server_pid" 2>/dev/null; then
+				echo "run.sh: the server sidecar did not listen on $SERVER_V1 and $SERVER_V2; log:" >&2
+				tail -n 20 "$work/caddy-istio_mtls_server.log" >&2
+				exit 1
+			fi
+			sleep 0.1
+		done
+		CADDY_ADMIN="$ADMIN" XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --adapter istio --config "$work/istio_mtls.yaml" >>"$work/caddy-$cfg.log" 2>&1 &
 		;;
 	esac
 	proxy_pid=$!
 	pids+=("$proxy_pid")
-	if ! wait_http "http://$PROXY/" "${REQ_HEADERS[@]}"; then
+	client_for "$cfg"
+	if ! wait_http "$(url_for "$cfg")" "${CURL_ARGS[@]}" "${REQ_HEADERS[@]}"; then
 		echo "run.sh: $cfg proxy did not answer 200; log:" >&2
 		tail -n 20 "$work/caddy-$cfg.log" >&2
 		exit 1
@@ -402,17 +574,44 @@ start_proxy() { # config
 }
 stop_proxy() {
 	[ -n "$proxy_pid" ] || return 0
-	kill "$proxy_pid" 2>/dev/null || true
-	wait "$proxy_pid" 2>/dev/null || true
-	forget_pid "$proxy_pid"
+	local pid
+	for pid in "$proxy_pid" $server_pid; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		forget_pid "$pid"
+	done
 	proxy_pid=""
+	server_pid=""
 	local deadline=$((SECONDS + 10))
-	until port_free "$PROXY" && port_free "$ADMIN"; do
+	until port_free "$PROXY" && port_free "$ADMIN" && { [ "$SUITE" != mesh ] || { port_free "$SERVER_V1" && port_free "$SERVER_V2" && port_free "$ADMIN2"; }; }; do
 		[ $SECONDS -lt $deadline ] || { echo "run.sh: proxy ports still busy" >&2; exit 1; }
 		sleep 0.1
 	done
 }
-url_for() { if [ "$1" = direct ]; then echo "http://$BACKEND_V1/"; else echo "http://$PROXY/"; fi; }
+url_for() {
+	case "$1" in
+	direct) echo "http://$BACKEND_V1/" ;;
+	# absolute form through the mesh listener, to the registry host bench on the listener's port
+	egress) echo "http://bench:${PROXY##*:}/" ;;
+	*) echo "http://$PROXY/" ;;
+	esac
+}
+# client_for CONFIG: how the client reaches the config: CLIENT_ENV + CLIENT_ARGS for fortio,
+# CURL_ARGS for curl. egress: Go's net/http client (fortio -stdclient) with HTTP_PROXY, since
+# fortio's fast client cannot use a proxy.
+client_for() {
+	CLIENT_ENV=()
+	CLIENT_ARGS=()
+	CURL_ARGS=()
+	if [ "$1" = egress ]; then
+		CLIENT_ENV=(HTTP_PROXY="http://$PROXY" NO_PROXY= no_proxy=)
+		# -resolve: fortio looks the URL's host up itself; bench is not in DNS
+		CLIENT_ARGS=(-stdclient -resolve "${PROXY%:*}")
+		CURL_ARGS=(-x "http://$PROXY")
+	fi
+}
+# the proxies' CPU ticks: the proxy and, for istio_mtls, the server sidecar
+proxies_ticks() { echo $(($(proc_ticks "$proxy_pid") + $(proc_ticks "$server_pid"))); }
 
 # run_phase ROUND CONFIG PHASE FORTIO-ARGS...: one fortio run plus its CPU accounting -> raw.jsonl
 run_phase() {
@@ -421,9 +620,10 @@ run_phase() {
 	local json="$work/$cfg-r$round-$phase.json"
 	local b0 b1 p0 p1 k0 k1 f0 f1 t0 t1 c0 c1
 	c0=$(counts)
-	b0=$(box_busy_ticks); p0=$(proc_ticks "$proxy_pid"); k0=$(proc_ticks "$backend_pid"); children_seconds f0; t0=$(now_ns)
-	"${LG[@]}" "$bin/fortio" load -quiet -p 50,90,99,99.9 -json "$json" "${REQ_HEADERS[@]}" "$@" "$(url_for "$cfg")" >>"$work/fortio.log" 2>&1
-	t1=$(now_ns); children_seconds f1; k1=$(proc_ticks "$backend_pid"); p1=$(proc_ticks "$proxy_pid"); b1=$(box_busy_ticks)
+	client_for "$cfg"
+	b0=$(box_busy_ticks); p0=$(proxies_ticks); k0=$(proc_ticks "$backend_pid"); children_seconds f0; t0=$(now_ns)
+	"${LG[@]}" env "${CLIENT_ENV[@]}" "$bin/fortio" load "${CLIENT_ARGS[@]}" -quiet -p 50,90,99,99.9 -json "$json" "${REQ_HEADERS[@]}" "$@" "$(url_for "$cfg")" >>"$work/fortio.log" 2>&1
+	t1=$(now_ns); children_seconds f1; k1=$(proc_ticks "$backend_pid"); p1=$(proxies_ticks); b1=$(box_busy_ticks)
 	c1=$(counts)
 	jq -c --argjson round "$round" --arg config "$cfg" --arg phase "$phase" \
 		--argjson wall "$(awk -v n="$((t1 - t0))" 'BEGIN{print n/1e9}')" \
@@ -464,22 +664,24 @@ for round in $(seq 1 "$ROUNDS"); do
 	for cfg in "${order[@]}"; do
 		wait_for_idle
 		start_proxy "$cfg"
-		"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c "$CONNS" -t 2s "${REQ_HEADERS[@]}" "$(url_for "$cfg")" >/dev/null 2>&1
+		client_for "$cfg"
+		"${LG[@]}" env "${CLIENT_ENV[@]}" "$bin/fortio" load "${CLIENT_ARGS[@]}" -quiet -qps 0 -c "$CONNS" -t 2s "${REQ_HEADERS[@]}" "$(url_for "$cfg")" >/dev/null 2>&1
 		run_phase "$round" "$cfg" max -qps 0 -c "$MAX_CONNS" -t "$MAX_DURATION"
 		run_phase "$round" "$cfg" fixed -qps "$QPS" -c "$CONNS" -t "$FIXED_DURATION"
-		if [ "$cfg" = istio ]; then
+		if [ "$cfg" = istio ] || [ "$cfg" = istio_mtls ]; then
 			# The second route: no x-bench header, all to v1.
 			c0=$(counts)
-			"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c 4 -n 2000 -H "Host: bench" -json "$work/istio-r$round-nomatch.json" "http://$PROXY/" >/dev/null 2>&1
+			"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c 4 -n 2000 -H "Host: bench" -json "$work/$cfg-r$round-nomatch.json" "http://$PROXY/" >/dev/null 2>&1
 			c1=$(counts)
-			jq -c --argjson round "$round" --argjson c0 "$c0" --argjson c1 "$c1" \
-				'{round: $round, check: "no header -> v1", requests: .DurationHistogram.Count, ok: (.RetCodes["200"] // 0), v1: ($c1[0]-$c0[0]), v2: ($c1[1]-$c0[1])}' \
-				"$work/istio-r$round-nomatch.json" >>"$work/checks.jsonl"
+			jq -c --argjson round "$round" --arg config "$cfg" --argjson c0 "$c0" --argjson c1 "$c1" \
+				'{round: $round, config: $config, check: "no header -> v1", requests: .DurationHistogram.Count, ok: (.RetCodes["200"] // 0), v1: ($c1[0]-$c0[0]), v2: ($c1[1]-$c0[1])}' \
+				"$work/$cfg-r$round-nomatch.json" >>"$work/checks.jsonl"
 		fi
 		if [ -n "$proxy_pid" ]; then
+			# RSS of the proxies (for istio_mtls, both processes)
 			jq -nc --argjson round "$round" --arg config "$cfg" \
-				--argjson rss "$(awk '/^VmRSS/{print $2/1024}' "/proc/$proxy_pid/status")" \
-				--argjson hwm "$(awk '/^VmHWM/{print $2/1024}' "/proc/$proxy_pid/status")" \
+				--argjson rss "$(for pid in "$proxy_pid" $server_pid; do cat "/proc/$pid/status"; done | awk '/^VmRSS/{s+=$2} END{print s/1024}')" \
+				--argjson hwm "$(for pid in "$proxy_pid" $server_pid; do cat "/proc/$pid/status"; done | awk '/^VmHWM/{s+=$2} END{print s/1024}')" \
 				'{round: $round, config: $config, phase: "memory", rss_mb: $rss, hwm_mb: $hwm}' >>"$work/raw.jsonl"
 		fi
 		stop_proxy
@@ -495,14 +697,25 @@ if [ "$PROFILE" = 1 ]; then
 	for cfg in "${CONFIGS[@]:1}"; do
 		log "profiling $cfg at max rate (10 s) ..."
 		start_proxy "$cfg"
-		"${LG[@]}" "$bin/fortio" load -quiet -qps 0 -c "$MAX_CONNS" -t 14s -json "$work/$cfg-profile-load.json" \
+		client_for "$cfg"
+		"${LG[@]}" env "${CLIENT_ENV[@]}" "$bin/fortio" load "${CLIENT_ARGS[@]}" -quiet -qps 0 -c "$MAX_CONNS" -t 14s -json "$work/$cfg-profile-load.json" \
 			"${REQ_HEADERS[@]}" "$(url_for "$cfg")" >/dev/null 2>&1 &
 		load_pid=$!
 		pids+=("$load_pid")
 		sleep 2
-		p0=$(proc_ticks "$proxy_pid")
+		p0=$(proxies_ticks)
+		if [ -n "$server_pid" ]; then
+			# the server sidecar's profile over the same 10 s
+			curl -s -o "$results/$stamp-${cfg}_server.cpu.pprof" "http://$ADMIN2/debug/pprof/profile?seconds=10" &
+			server_prof_pid=$!
+		fi
 		curl -s -o "$results/$stamp-$cfg.cpu.pprof" "http://$ADMIN/debug/pprof/profile?seconds=10"
-		p1=$(proc_ticks "$proxy_pid")
+		p1=$(proxies_ticks)
+		if [ -n "$server_pid" ]; then
+			wait "$server_prof_pid" || true
+			go tool pprof -top -nodecount=40 "$bin/caddy" "$results/$stamp-${cfg}_server.cpu.pprof" >"$results/$stamp-${cfg}_server.cpu.top.txt" 2>/dev/null || true
+			profiles+=("$results/$stamp-${cfg}_server.cpu.pprof")
+		fi
 		wait "$load_pid" || true
 		forget_pid "$load_pid"
 		curl -s -o "$results/$stamp-$cfg.allocs.pprof" "http://$ADMIN/debug/pprof/allocs"
@@ -539,7 +752,7 @@ jq -s \
 	--argjson rounds "$ROUNDS" --arg max_duration "$MAX_DURATION" --arg fixed_duration "$FIXED_DURATION" \
 	--argjson qps "$QPS" --argjson conns "$CONNS" --argjson max_conns "$MAX_CONNS" --argjson noise_max "$NOISE_MAX" \
 	--arg suite "$SUITE" --argjson cfgs "$(printf '%s\n' "${CONFIGS[@]}" | jq -R . | jq -sc .)" \
-	--argjson ratio_pairs "$RATIOS" --argjson target_list "$TARGETS" \
+	--argjson ratio_pairs "$RATIOS" --argjson target_list "$TARGETS" --arg p99_op "$P99_OP" --argjson vcpu_list "$VCPU_TARGETS" \
 	--slurpfile checks "$work/checks.jsonl" --slurpfile per_request "$work/profiles.jsonl" \
 	--argjson profiles "$(printf '%s\n' "${profiles[@]}" | jq -R . | jq -sc 'map(select(. != ""))')" '
 	def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -586,13 +799,20 @@ jq -s \
 		targets: [$target_list[] as $t | ratio($t[0]; $t[1]) as $r
 			| {name: "\($t[0])/\($t[1])",
 				throughput: {want: ">= \($t[2])", got: $r.throughput, met: ($r.throughput >= $t[2])}}
-			+ (if $t[3] == null then {} else {added_p99_ms: {want: "< \($t[3])", got: $r.added_p99_ms, met: ($r.added_p99_ms < $t[3])}} end)],
+			+ (if $t[3] == null then {} else {added_p99_ms: {want: "\($p99_op) \($t[3])", got: $r.added_p99_ms,
+				met: (if $p99_op == "<=" then $r.added_p99_ms <= $t[3] else $r.added_p99_ms < $t[3] end)}} end)],
+		vcpu_targets: [$vcpu_list[] as $t | $med[$t[0]].fixed.proxy_vcpu_per_1000_rps as $got
+			| {config: $t[0], proxy_vcpu_per_1000_rps: {want: "< \($t[1])", got: $got, met: ($got != null and $got < $t[1])}}],
 		checks: ({errors: ($raw | map(select(.phase != "memory") | .errors) | add)}
-			+ if $suite == "route" then {
+			+ if $suite == "route" or $suite == "mesh" then {
 				split: ($split + {v2_share: ($split.v2 / ($split.v1 + $split.v2)), ok: (($split.v2 / ($split.v1 + $split.v2) - 0.1) | fabs <= 0.01)}),
 				no_header_route: ($checks | {requests: (map(.requests) | add), ok: (map(.ok) | add), v2: (map(.v2) | add)}
 					| .pass = (.v2 == 0 and .ok == .requests))
-			} else {
+			} + (if $suite == "mesh" then {
+				# the same 90/10 split through the server sidecar, and through the mesh listener as a proxy
+				mesh_splits: ({istio_mtls: share("istio_mtls"), egress: share("egress")}
+					| .ok = ([.istio_mtls.v2_share, .egress.v2_share] | all(. != null and ((. - 0.1) | fabs) <= 0.01)))
+			} else {} end) else {
 				# round robin and least request over two equal backends: about half each;
 				# the ring hash with one key: all on one backend.
 				spread: ({plain_rr: share("plain_rr"), istio_lr: share("istio_lr"), istio_ring: share("istio_ring")}
@@ -622,9 +842,10 @@ jq -r '
 	(.ratios | to_entries[] | "| \(.key) | \(.value.throughput | f(3)) | \(.value.per_proxy_core | f(3)) | \(.value.added_p50_ms | s(3)) | \(.value.added_p90_ms | s(3)) | \(.value.added_p99_ms | s(3)) |"),
 	"",
 	(.targets[] | "target \(.name): throughput \(.throughput.got | f(3)) (want \(.throughput.want)): \(if .throughput.met then "met" else "MISSED" end)\(if .added_p99_ms then "; added p99 \(.added_p99_ms.got | s(3)) ms (want \(.added_p99_ms.want)): \(if .added_p99_ms.met then "met" else "MISSED" end)" else "" end)"),
+	(.vcpu_targets[] | "target \(.config): proxy vCPU per 1000 rps at fixed load \(.proxy_vcpu_per_1000_rps.got | f(3)) (want \(.proxy_vcpu_per_1000_rps.want)): \(if .proxy_vcpu_per_1000_rps.met then "met" else "MISSED" end)"),
 	(.profiles.per_request[] | "profile \(.config): \(.rps | f(0)) rps, proxy CPU \(.proxy_cpu_us_per_request | f(1)) us/request, \(.alloc_bytes_per_request | f(0)) B and \(.allocs_per_request | f(1)) allocations/request"),
 	if .suite == "pools" then "checks: errors \(.checks.errors); v2 share plain_rr \(.checks.spread.plain_rr.v2_share | f(3)), istio_lr \(.checks.spread.istio_lr.v2_share | f(3)), istio_ring \(.checks.spread.istio_ring.v2_share | f(3)): \(if .checks.spread.ok then "ok" else "WRONG" end)" else
-	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)" end
+	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)\(if .checks.mesh_splits then "; v2 share istio_mtls \(.checks.mesh_splits.istio_mtls.v2_share | f(3)), egress \(.checks.mesh_splits.egress.v2_share | f(3)): \(if .checks.mesh_splits.ok then "ok" else "WRONG" end)" else "" end)" end
 ' "$out_json"
 echo
 echo "results: $out_json (raw fortio output in $work/)"
@@ -633,4 +854,4 @@ if [ "${#profiles[@]}" -gt 0 ]; then
 fi
 
 jq -e 'if .suite == "pools" then .checks.errors == 0 and .checks.spread.ok
-	else .checks.errors == 0 and .checks.split.ok and .checks.no_header_route.pass end' "$out_json" >/dev/null
+	else .checks.errors == 0 and .checks.split.ok and .checks.no_header_route.pass and (if .checks.mesh_splits then .checks.mesh_splits.ok else true end) end' "$out_json" >/dev/null
