@@ -335,3 +335,36 @@ func poolSnapshot(pool reverseproxy.UpstreamPool, info EndpointInfo) ([]string, 
 	}
 	return dials, weights
 }
+
+// unmarshalHashPolicy parses the Caddyfile block of a consistent-hash
+// policy (ring_hash, maglev): one hash key (see unmarshalHashKey) and the
+// policy's table size option, sizeOption, into size.
+func unmarshalHashPolicy(d *caddyfile.Dispenser, policy string, key *HashKey, sizeOption string, size *uint64) error {
+	d.Next() // consume policy name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if ok, err := key.unmarshalHashKey(d); ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if d.Val() != sizeOption {
+			return d.Errf("unrecognized %s option %q", policy, d.Val())
+		}
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		n, err := strconv.ParseUint(d.Val(), 10, 64)
+		if err != nil {
+			return d.Errf("invalid %s %q: %v", sizeOption, d.Val(), err)
+		}
+		*size = n
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return nil
+}

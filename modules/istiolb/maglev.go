@@ -5,7 +5,6 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -190,35 +189,7 @@ func buildMaglev(dials []string, weights []uint32, size uint64) *maglevTable {
 //	    table_size <prime>
 //	}
 func (s *MaglevSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume policy name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if ok, err := s.HashKey.unmarshalHashKey(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "table_size":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.ParseUint(d.Val(), 10, 64)
-			if err != nil {
-				return d.Errf("invalid table_size %q: %v", d.Val(), err)
-			}
-			s.TableSize = n
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		default:
-			return d.Errf("unrecognized maglev option %q", d.Val())
-		}
-	}
-	return nil
+	return unmarshalHashPolicy(d, "maglev", &s.HashKey, "table_size", &s.TableSize)
 }
 
 // Interface guards

@@ -188,35 +188,7 @@ func anyAvailable(pool reverseproxy.UpstreamPool) bool {
 //	    minimum_ring_size <n>
 //	}
 func (s *RingHashSelection) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume policy name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if ok, err := s.HashKey.unmarshalHashKey(d); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch d.Val() {
-		case "minimum_ring_size":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.ParseUint(d.Val(), 10, 64)
-			if err != nil {
-				return d.Errf("invalid minimum_ring_size %q: %v", d.Val(), err)
-			}
-			s.MinimumRingSize = n
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		default:
-			return d.Errf("unrecognized ring_hash option %q", d.Val())
-		}
-	}
-	return nil
+	return unmarshalHashPolicy(d, "ring_hash", &s.HashKey, "minimum_ring_size", &s.MinimumRingSize)
 }
 
 // Interface guards
