@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -161,9 +163,11 @@ type telemetry struct {
 	trustDomain string
 
 	// series caches the metrics of each label combination seen, so a
-	// request does not hash its 25 label values.
-	mu     sync.RWMutex
-	series map[seriesKey]*seriesMetrics
+	// request does not hash its 25 label values. The map is never changed
+	// once stored: a new combination, rare after warm-up, stores a copy
+	// under mu, so a request reads it without a lock.
+	mu     sync.Mutex
+	series atomic.Pointer[map[seriesKey]*seriesMetrics]
 }
 
 // destinationTelemetry is what the metrics labels need to know of a
@@ -194,7 +198,7 @@ func compileTelemetry(ctx caddy.Context, cfg *Telemetry, app *istioapp.App) (*te
 	if cfg == nil {
 		cfg = new(Telemetry)
 	}
-	t := &telemetry{metrics: !cfg.Disabled, reporter: cfg.Reporter, clusterID: cfg.ClusterID, series: make(map[seriesKey]*seriesMetrics)}
+	t := &telemetry{metrics: !cfg.Disabled, reporter: cfg.Reporter, clusterID: cfg.ClusterID}
 	if t.reporter == "" {
 		t.reporter = reporterSource
 	}
@@ -301,22 +305,31 @@ func orString(s, fallback string) string {
 // metricsFor returns the metrics of a label combination, creating them
 // the first time.
 func (t *telemetry) metricsFor(k seriesKey) *seriesMetrics {
-	t.mu.RLock()
-	m := t.series[k]
-	t.mu.RUnlock()
-	if m != nil {
+	if series := t.series.Load(); series != nil {
+		if m := (*series)[k]; m != nil {
+			return m
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var old map[seriesKey]*seriesMetrics
+	if series := t.series.Load(); series != nil {
+		old = *series
+	}
+	if m := old[k]; m != nil {
 		return m
 	}
 	values := t.labelValues(k)
-	m = &seriesMetrics{
+	m := &seriesMetrics{
 		requests:      istioMetrics.requests.WithLabelValues(values...),
 		duration:      istioMetrics.duration.WithLabelValues(values...),
 		requestBytes:  istioMetrics.requestBytes.WithLabelValues(values...),
 		responseBytes: istioMetrics.responseBytes.WithLabelValues(values...),
 	}
-	t.mu.Lock()
-	t.series[k] = m
-	t.mu.Unlock()
+	series := make(map[seriesKey]*seriesMetrics, len(old)+1)
+	maps.Copy(series, old)
+	series[k] = m
+	t.series.Store(&series)
 	return m
 }
 
