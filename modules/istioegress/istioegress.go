@@ -42,9 +42,12 @@ const (
 type Handler struct {
 	Config
 
-	allow, deny, routeHosts patternList
-	accounts                map[string][]byte
-	fakeHash                []byte
+	allow, deny patternList
+	// routeHosts finds an exact host with one map lookup: the adapter
+	// lists every virtual host domain there, thousands in a large mesh.
+	routeHosts hostIndex
+	accounts   map[string][]byte
+	fakeHash   []byte
 
 	// app is the istio app, nil when the configuration has none (then
 	// nothing is a registry host).
@@ -92,9 +95,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.deny, err = parsePatterns("deny", h.Deny); err != nil {
 		return err
 	}
-	if h.routeHosts, err = parsePatterns("route_hosts", h.RouteHosts); err != nil {
+	routeHosts, err := parsePatterns("route_hosts", h.RouteHosts)
+	if err != nil {
 		return err
 	}
+	h.routeHosts = newHostIndex(routeHosts)
 	if h.accounts, h.fakeHash, err = loadAccounts(h.Auth); err != nil {
 		return err
 	}

@@ -164,6 +164,51 @@ func (l patternList) namesIP(d *destination, ip netip.Addr) bool {
 	return false
 }
 
+// hostIndex matches a destination as a patternList does, with the exact
+// host patterns in a map: one lookup, whatever their number, and only the
+// wildcard, "*" and IP patterns scanned.
+type hostIndex struct {
+	// exact maps a host to the ports its patterns require, 0 for any.
+	exact  map[string][]uint32
+	others patternList
+	// small is a short list, which a scan beats hashing the host for.
+	small patternList
+}
+
+// smallHostList is the length up to which a list is scanned.
+const smallHostList = 8
+
+func newHostIndex(l patternList) hostIndex {
+	var x hostIndex
+	if len(l) <= smallHostList {
+		x.small = l
+		return x
+	}
+	for _, p := range l {
+		if p.exact == "" {
+			x.others = append(x.others, p)
+			continue
+		}
+		if x.exact == nil {
+			x.exact = make(map[string][]uint32)
+		}
+		x.exact[p.exact] = append(x.exact[p.exact], p.port)
+	}
+	return x
+}
+
+func (x *hostIndex) matches(d *destination) bool {
+	if x.small != nil {
+		return x.small.matches(d)
+	}
+	for _, port := range x.exact[d.host] {
+		if port == 0 || port == d.port {
+			return true
+		}
+	}
+	return x.others.matches(d)
+}
+
 // destination is where a client asked to go.
 type destination struct {
 	// host is the lower-case host name or IP text without brackets,
