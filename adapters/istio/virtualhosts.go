@@ -206,6 +206,7 @@ type vhostEntry struct {
 // the VirtualServices exported to the listener's namespace count.
 func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost {
 	meshVSs := t.meshVirtualServices(l)
+	index := newMeshVSIndex(meshVSs)
 
 	services := append([]*service(nil), t.services...)
 	sort.SliceStable(services, func(i, j int) bool { return services[i].Hostname < services[j].Hostname })
@@ -215,7 +216,7 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 		if !l.selects(svc.Namespace, svc.Hostname) {
 			continue
 		}
-		vs := t.meshVirtualServiceFor(meshVSs, svc.Hostname)
+		vs := t.meshVirtualServiceFor(index, svc.Hostname)
 		for _, port := range svc.Ports {
 			if !isHTTPProtocol(port.Protocol) || (l.port != 0 && port.Number != l.port) {
 				continue
@@ -291,23 +292,65 @@ func (t *translator) meshVirtualHosts(l *meshListener) []*istioroute.VirtualHost
 	return t.dedupeDomains(entries)
 }
 
+// meshVSIndex finds the mesh VirtualServices whose hosts cover a service
+// host without scanning them all: a map of their exact hosts (expanded,
+// lower-cased), and the list of their wildcard hosts.
+type meshVSIndex struct {
+	exact    map[string][]vsHostRef
+	wildcard []vsHostRef
+}
+
+// vsHostRef is host i of the VirtualService at position order of the
+// listener's list.
+type vsHostRef struct {
+	vs       *virtualService
+	order, i int
+	host     string // expanded, lower-cased
+}
+
+func newMeshVSIndex(meshVSs []*virtualService) *meshVSIndex {
+	idx := &meshVSIndex{exact: make(map[string][]vsHostRef)}
+	for order, vs := range meshVSs {
+		for i, h := range vs.spec.GetHosts() {
+			ref := vsHostRef{vs: vs, order: order, i: i, host: strings.ToLower(expandHost(h, vs.obj.Namespace))}
+			if strings.HasPrefix(ref.host, "*") {
+				idx.wildcard = append(idx.wildcard, ref)
+			} else {
+				idx.exact[ref.host] = append(idx.exact[ref.host], ref)
+			}
+		}
+	}
+	return idx
+}
+
 // meshVirtualServiceFor returns the first mesh VirtualService with a host
 // covering hostname; the others that also cover it are ignored for it, as a
-// sidecar does not merge VirtualServices.
-func (t *translator) meshVirtualServiceFor(meshVSs []*virtualService, hostname string) *virtualService {
-	var winner *virtualService
-	for _, vs := range meshVSs {
-		for i, h := range vs.spec.GetHosts() {
-			if !hostCovers(expandHost(h, vs.obj.Namespace), hostname) {
-				continue
-			}
-			if winner == nil {
-				winner = vs
-			} else if winner != vs {
-				t.warn(vs.obj, fmt.Sprintf("spec.hosts[%d]", i), fmt.Sprintf("host %s is already routed by %s: sidecars do not merge VirtualServices, the first one wins", hostname, winner.obj.Ref()))
-			}
-			break
+// sidecar does not merge VirtualServices (each gets a warning naming its
+// first covering host).
+func (t *translator) meshVirtualServiceFor(idx *meshVSIndex, hostname string) *virtualService {
+	// first covering host of each VirtualService, by list position
+	first := make(map[int]vsHostRef)
+	consider := func(ref vsHostRef) {
+		if prev, ok := first[ref.order]; !ok || ref.i < prev.i {
+			first[ref.order] = ref
 		}
+	}
+	for _, ref := range idx.exact[strings.ToLower(hostname)] {
+		consider(ref)
+	}
+	for _, ref := range idx.wildcard {
+		if hostCovers(ref.host, hostname) {
+			consider(ref)
+		}
+	}
+	if len(first) == 0 {
+		return nil
+	}
+	orders := slices.Sorted(maps.Keys(first))
+	winner := first[orders[0]].vs
+	for _, o := range orders[1:] {
+		ref := first[o]
+		t.warn(ref.vs.obj, fmt.Sprintf("spec.hosts[%d]", ref.i), fmt.Sprintf("host %s is already routed by %s: sidecars do not merge VirtualServices, the first one wins", hostname, winner.obj.Ref()))
 	}
 	return winner
 }
