@@ -34,9 +34,12 @@
 #     without the header (second route) all on v1;
 #   * prints medians and ratios (to plain and to direct) and writes bench/results/<timestamp>.json.
 # The pools suite (--suite pools) runs instead: direct; plain_rr (stock reverse_proxy, round_robin over
-# both backends); istio_lr (a Service over both workloads, Istio's default LEAST_REQUEST, no
-# VirtualService); istio_ring (the same with a DestinationRule consistentHash on the x-user header,
-# ring hash); targets: each istio pool >= 0.95x plain_rr throughput.
+# both backends); pool_lr and pool_ring (the pool alone: stock reverse_proxy whose upstreams are the
+# istio app's registry endpoints, `dynamic istio`, with our least_request or ring_hash on x-user);
+# istio_lr (the whole Istio path: a Service over both workloads, Istio's default LEAST_REQUEST, no
+# VirtualService, egress and route handlers, telemetry, default retries); istio_ring (the same with a
+# DestinationRule consistentHash on the x-user header, ring hash); targets: each pool >= 0.95x plain_rr
+# throughput (the istio_* ratios are printed for the whole path).
 # The mesh suite (--suite mesh) runs direct, plain and istio as the route suite, and
 #   istio_mtls  the istio config, but the workloads v1 and v2 are the two ISTIO_MUTUAL Gateway servers
 #               (127.0.0.1:18110, :18120) of a second `caddy run --adapter istio` process, the
@@ -151,10 +154,10 @@ route)
 	TARGETS='[["istio","plain",0.9,0.5]]'
 	;;
 pools)
-	CONFIGS=(direct plain_rr istio_lr istio_ring)
+	CONFIGS=(direct plain_rr pool_lr pool_ring istio_lr istio_ring)
 	REQ_HEADERS=(-H "Host: bench" -H "x-user: alice")
-	RATIOS='[["plain_rr","direct"],["istio_lr","plain_rr"],["istio_ring","plain_rr"]]'
-	TARGETS='[["istio_lr","plain_rr",0.95,null],["istio_ring","plain_rr",0.95,null]]'
+	RATIOS='[["plain_rr","direct"],["pool_lr","plain_rr"],["pool_ring","plain_rr"],["istio_lr","plain_rr"],["istio_ring","plain_rr"]]'
+	TARGETS='[["pool_lr","plain_rr",0.95,null],["pool_ring","plain_rr",0.95,null]]'
 	;;
 mesh)
 	CONFIGS=(direct plain istio istio_mtls egress)
@@ -302,6 +305,31 @@ spec:
     hosts:
     - "./*"
 EOF
+
+# The pools alone: the istio app's registry (the bench service over both backends) as the
+# upstreams of a stock reverse_proxy with our selection policies.
+pool_json() { # selection policy JSON
+	cat <<EOF
+{
+  "admin": {"listen": "$ADMIN"},
+  "apps": {
+    "istio": {"services": [{"hostname": "bench", "resolution": "STATIC",
+      "ports": [{"number": ${PROXY##*:}, "name": "http", "protocol": "HTTP"}],
+      "endpoints": [{"address": "${BACKEND_V1%:*}", "ports": {"http": ${BACKEND_V1##*:}}},
+                    {"address": "${BACKEND_V2%:*}", "ports": {"http": ${BACKEND_V2##*:}}}]}]},
+    "http": {"servers": {"bench": {
+      "listen": ["$PROXY"],
+      "automatic_https": {"disable": true},
+      "routes": [{"handle": [{"handler": "reverse_proxy",
+        "dynamic_upstreams": {"source": "istio", "service": "bench", "port": ${PROXY##*:}},
+        "load_balancing": {"selection_policy": $1}}]}]
+    }}}
+  }
+}
+EOF
+}
+pool_json '{"policy": "least_request"}' >"$work/pool_lr.json"
+pool_json '{"policy": "ring_hash", "header": "x-user"}' >"$work/pool_ring.json"
 
 cat >"$work/plain_rr.json" <<EOF
 {
@@ -534,9 +562,9 @@ start_proxy() { # config
 		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
 			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain.json" >>"$work/caddy-plain.log" 2>&1 &
 		;;
-	plain_rr)
+	plain_rr | pool_lr | pool_ring)
 		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
-			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain_rr.json" >>"$work/caddy-$cfg.log" 2>&1 &
+			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/$cfg.json" >>"$work/caddy-$cfg.log" 2>&1 &
 		;;
 	istio | istio_lr | istio_ring | egress)
 		local file="$cfg"
@@ -815,8 +843,11 @@ jq -s \
 			} else {} end) else {
 				# round robin and least request over two equal backends: about half each;
 				# the ring hash with one key: all on one backend.
-				spread: ({plain_rr: share("plain_rr"), istio_lr: share("istio_lr"), istio_ring: share("istio_ring")}
-					| .ok = ((((.plain_rr.v2_share - 0.5) | fabs) <= 0.02) and (((.istio_lr.v2_share - 0.5) | fabs) <= 0.1)
+				spread: ({plain_rr: share("plain_rr"), pool_lr: share("pool_lr"), pool_ring: share("pool_ring"),
+						istio_lr: share("istio_lr"), istio_ring: share("istio_ring")}
+					| .ok = ((((.plain_rr.v2_share - 0.5) | fabs) <= 0.02)
+						and (((.pool_lr.v2_share - 0.5) | fabs) <= 0.1) and (((.istio_lr.v2_share - 0.5) | fabs) <= 0.1)
+						and (.pool_ring.v2_share == 0 or .pool_ring.v2_share == 1)
 						and (.istio_ring.v2_share == 0 or .istio_ring.v2_share == 1)))
 			} end),
 		profiles: {files: $profiles, per_request: $per_request},
@@ -844,7 +875,7 @@ jq -r '
 	(.targets[] | "target \(.name): throughput \(.throughput.got | f(3)) (want \(.throughput.want)): \(if .throughput.met then "met" else "MISSED" end)\(if .added_p99_ms then "; added p99 \(.added_p99_ms.got | s(3)) ms (want \(.added_p99_ms.want)): \(if .added_p99_ms.met then "met" else "MISSED" end)" else "" end)"),
 	(.vcpu_targets[] | "target \(.config): proxy vCPU per 1000 rps at fixed load \(.proxy_vcpu_per_1000_rps.got | f(3)) (want \(.proxy_vcpu_per_1000_rps.want)): \(if .proxy_vcpu_per_1000_rps.met then "met" else "MISSED" end)"),
 	(.profiles.per_request[] | "profile \(.config): \(.rps | f(0)) rps, proxy CPU \(.proxy_cpu_us_per_request | f(1)) us/request, \(.alloc_bytes_per_request | f(0)) B and \(.allocs_per_request | f(1)) allocations/request"),
-	if .suite == "pools" then "checks: errors \(.checks.errors); v2 share plain_rr \(.checks.spread.plain_rr.v2_share | f(3)), istio_lr \(.checks.spread.istio_lr.v2_share | f(3)), istio_ring \(.checks.spread.istio_ring.v2_share | f(3)): \(if .checks.spread.ok then "ok" else "WRONG" end)" else
+	if .suite == "pools" then "checks: errors \(.checks.errors); v2 share plain_rr \(.checks.spread.plain_rr.v2_share | f(3)), pool_lr \(.checks.spread.pool_lr.v2_share | f(3)), pool_ring \(.checks.spread.pool_ring.v2_share | f(3)), istio_lr \(.checks.spread.istio_lr.v2_share | f(3)), istio_ring \(.checks.spread.istio_ring.v2_share | f(3)): \(if .checks.spread.ok then "ok" else "WRONG" end)" else
 	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)\(if .checks.mesh_splits then "; v2 share istio_mtls \(.checks.mesh_splits.istio_mtls.v2_share | f(3)), egress \(.checks.mesh_splits.egress.v2_share | f(3)): \(if .checks.mesh_splits.ok then "ok" else "WRONG" end)" else "" end)" end
 ' "$out_json"
 echo
