@@ -61,14 +61,10 @@ func startSwitchBackend(t *testing.T, name string, failStatus int, gate chan str
 // poolConfig is the Service "pool" on vsPort with one WorkloadEntry per
 // backend (version: its name), a VirtualService routing every request to
 // it, and a DestinationRule with trafficPolicy (lines indented four
-// spaces).
-func poolConfig(t *testing.T, trafficPolicy string, bs ...*switchBackend) string {
-	t.Helper()
-	b := backends{}
-	for _, sb := range bs {
-		b["pool/"+sb.name] = sb.addr
-	}
-	vs := `apiVersion: networking.istio.io/v1
+
+// poolVirtualService routes every request for host pool to the whole
+// service, so the DestinationRule's host-level policy applies.
+const poolVirtualService = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: pool
@@ -80,6 +76,15 @@ spec:
     - destination:
         host: pool
 `
+
+// spaces).
+func poolConfig(t *testing.T, trafficPolicy string, bs ...*switchBackend) string {
+	t.Helper()
+	b := backends{}
+	for _, sb := range bs {
+		b["pool/"+sb.name] = sb.addr
+	}
+	vs := poolVirtualService
 	dr := `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -341,18 +346,7 @@ spec:
     http: %s
 `, name, host, locality, map[bool]string{true: "proxy", false: "pool"}[name == "proxy"], port)
 	}
-	vs := `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: pool
-spec:
-  hosts:
-  - pool
-  http:
-  - route:
-    - destination:
-        host: pool
-`
+	vs := poolVirtualService
 	dr := `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
