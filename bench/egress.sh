@@ -26,13 +26,21 @@
 #     (and the baseline), the order of the paths rotating each round; it records the client's MB/s
 #     (10^6 B/s, from the first byte sent to the last byte or the server's count) and the proxy's
 #     CPU time (/proc/<pid>/task/*/schedstat) for each transfer;
-#   * prints the medians, the ratio tunnel/direct per mode, the proxy's CPU seconds per GB moved,
-#     the load average before and after, and writes bench/results/egress-<stamp>.json.
+#   * also measures, in the same rounds and on the same CPU as caddy, two reference TCP relays that
+#     do nothing but relay (no HTTP, no policy, no logging): "forward", `bench-egress forward`, Go's
+#     io.Copy both ways (splice(2), as the tunnel), on 127.0.0.1:18320; and "haproxy", HAProxy in
+#     `mode tcp` with `option splice-auto` and one thread, on 127.0.0.1:18321, when `haproxy` is
+#     installed (HAPROXY=/path/to/haproxy, or HAPROXY=none to skip). They show what any relay
+#     reaches on this machine, so the tunnel's distance from direct can be split into the cost of
+#     relaying at all and the cost of caddy;
+#   * prints the medians, the ratio tunnel/direct per mode, the tunnel against the references, the
+#     proxies' CPU seconds per GB moved, the load average before and after, and writes
+#     bench/results/egress-<stamp>.json.
 # The target (ratio >= 0.9) is printed, not gated: the machine is shared, so figures are
 # indicative. Exit status 0 when every transfer completed.
 #
-# Needs: go, jq; taskset (util-linux) for pinning. Ports 18300, 18310 and 12029 (admin), and with
-# --baseline 18301 and 12030, on
+# Needs: go, jq; taskset (util-linux) for pinning; haproxy optional. Ports 18300, 18310, 18320,
+# 12029 (admin) and with haproxy 18321, and with --baseline 18301 and 12030, on
 # 127.0.0.1 must be free. Never run by the test suite.
 set -euo pipefail
 
@@ -53,6 +61,8 @@ SIZE="${SIZE:-100MB}"
 MODES="${MODES:-up down}"
 NO_BUILD="${NO_BUILD:-0}"
 BASELINE="${BASELINE:-}"
+HAPROXY="${HAPROXY:-$(command -v haproxy || true)}"
+[ "$HAPROXY" != none ] || HAPROXY=""
 NO_PIN="${NO_PIN:-0}"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -86,6 +96,8 @@ SERVER=127.0.0.1:18310
 ADMIN=127.0.0.1:12029
 BASELINE_PROXY=127.0.0.1:18301
 BASELINE_ADMIN=127.0.0.1:12030
+FORWARD=127.0.0.1:18320
+HAPROXY_LISTEN=127.0.0.1:18321
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -133,9 +145,10 @@ wait_port() {
 		sleep 0.1
 	done
 }
-paths=(direct tunnel)
-addrs=("$PROXY" "$SERVER" "$ADMIN")
+paths=(direct tunnel forward)
+addrs=("$PROXY" "$SERVER" "$ADMIN" "$FORWARD")
 [ -z "$BASELINE" ] || { paths+=(baseline); addrs+=("$BASELINE_PROXY" "$BASELINE_ADMIN"); }
+[ -z "$HAPROXY" ] || { paths+=(haproxy); addrs+=("$HAPROXY_LISTEN"); }
 for addr in "${addrs[@]}"; do
 	port_free "$addr" || { echo "egress.sh: $addr is in use" >&2; exit 1; }
 done
@@ -169,8 +182,32 @@ if [ -n "$BASELINE" ]; then
 	pids+=("$baseline_pid")
 	wait_port "$BASELINE_PROXY"
 fi
+env "${PROXY_ENV[@]}" "${PX[@]}" "$bin/bench-egress" forward -listen "$FORWARD" -to "$SERVER" 2>"$work/forward.log" &
+forward_pid=$!
+pids+=("$forward_pid")
+haproxy_pid=""
+if [ -n "$HAPROXY" ]; then
+	cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 2m
+  timeout server 2m
+listen relay
+  bind $HAPROXY_LISTEN
+  option splice-auto
+  server s $SERVER
+EOF
+	"${PX[@]}" "$HAPROXY" -db -f "$work/haproxy.cfg" >"$work/haproxy.out" 2>&1 &
+	haproxy_pid=$!
+	pids+=("$haproxy_pid")
+	wait_port "$HAPROXY_LISTEN"
+fi
 wait_port "$SERVER"
 wait_port "$PROXY"
+wait_port "$FORWARD"
 
 # a proxy's CPU time so far, in ns: the sum over its threads of /proc/<pid>/task/*/schedstat
 # (finer than the 10 ms ticks of /proc/<pid>/stat); 0 for the direct path
@@ -184,6 +221,8 @@ transfer() { # mode path size -> one JSON line, with the proxy's CPU seconds
 	case "$path" in
 	tunnel) args+=(-proxy "$PROXY"); pid="$caddy_pid" ;;
 	baseline) args+=(-proxy "$BASELINE_PROXY"); pid="$baseline_pid" ;;
+	forward) args=(-mode "$mode" -size "$size" -target "$FORWARD"); pid="$forward_pid" ;;
+	haproxy) args=(-mode "$mode" -size "$size" -target "$HAPROXY_LISTEN"); pid="$haproxy_pid" ;;
 	esac
 	before="$(proxy_cpu_ns "$pid")"
 	out="$("${LG[@]}" "$bin/bench-egress" client "${args[@]}")"
@@ -226,6 +265,7 @@ jq -s \
 	--arg cpu "$cpu" --argjson nproc "$(nproc)" --arg go "$(go env GOVERSION)" \
 	--arg ub "$uptime_before" --arg ua "$uptime_after" \
 	--argjson rounds "$ROUNDS" --arg size "$SIZE" --arg modes "$MODES" --arg baseline "$BASELINE" \
+	--arg haproxy "$HAPROXY" --arg haproxy_version "$([ -z "$HAPROXY" ] || "$HAPROXY" -v | head -1)" \
 	--argjson spliced "${splice_lines:-0}" --argjson tunnels "${tunnel_lines:-0}" '
 	def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
 		else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -233,7 +273,8 @@ jq -s \
 	| ($modes | split(" ") | map(select(. != ""))) as $ms
 	| {
 		date: $date, commit: $commit, go: $go,
-		settings: {rounds: $rounds, size: $size, modes: $ms, layout: $layout, baseline: $baseline},
+		settings: {rounds: $rounds, size: $size, modes: $ms, layout: $layout, baseline: $baseline,
+			haproxy: $haproxy, haproxy_version: $haproxy_version},
 		machine: {nproc: $nproc, cpu: $cpu, uptime_before: $ub, uptime_after: $ua},
 		tunnels_spliced_both_ways: $spliced, tunnels_logged: $tunnels,
 		medians: [ $ms[] as $m | {
@@ -245,8 +286,17 @@ jq -s \
 			baseline_mb_per_s: ([$raw[] | select(.mode == $m and .path == "baseline") | .mb_per_s] | median),
 			baseline_proxy_cpu_s_per_gb: ([$raw[] | select(.mode == $m and .path == "baseline")
 				| .proxy_cpu_s / (.bytes / 1e9)] | median)
-		} | . + {ratio: (.tunnel_mb_per_s / .direct_mb_per_s)}
-		  | if .baseline_mb_per_s then . + {baseline_ratio: (.baseline_mb_per_s / .direct_mb_per_s)} else . end ],
+		} + ([ "forward", "haproxy" ] | map(. as $p | {
+			("\($p)_mb_per_s"): ([$raw[] | select(.mode == $m and .path == $p) | .mb_per_s] | median),
+			("\($p)_proxy_cpu_s_per_gb"): ([$raw[] | select(.mode == $m and .path == $p)
+				| .proxy_cpu_s / (.bytes / 1e9)] | median)
+		}) | add)
+		| . + {ratio: (.tunnel_mb_per_s / .direct_mb_per_s),
+			forward_ratio: (.forward_mb_per_s / .direct_mb_per_s),
+			tunnel_vs_forward: (.tunnel_mb_per_s / .forward_mb_per_s)}
+		| if .haproxy_mb_per_s then . + {haproxy_ratio: (.haproxy_mb_per_s / .direct_mb_per_s),
+			tunnel_vs_haproxy: (.tunnel_mb_per_s / .haproxy_mb_per_s)} else . end
+		| if .baseline_mb_per_s then . + {baseline_ratio: (.baseline_mb_per_s / .direct_mb_per_s)} else . end ],
 		target: {ratio_min: 0.9},
 		raw: $raw
 	}' "$raw" >"$out_json"
@@ -260,6 +310,14 @@ jq -r '
 	"",
 	"mode  direct MB/s  tunnel MB/s  tunnel/direct  caddy CPU s/GB  target",
 	(.medians[] | "\(.mode)\t\(.direct_mb_per_s | floor)\t\t\(.tunnel_mb_per_s | floor)\t\(.ratio * 1000 | round / 1000)\t\t\(.tunnel_proxy_cpu_s_per_gb * 1000 | round / 1000)\t\t>= 0.9: \(if .ratio >= 0.9 then "met" else "NOT met" end)"),
+	"",
+	"reference relays on the same CPU as caddy (no HTTP, no policy): what relaying at all costs here",
+	"mode  relay    MB/s  relay/direct  tunnel/relay  relay CPU s/GB",
+	(.medians[] | "\(.mode)\tforward\t\(.forward_mb_per_s | floor)\t\(.forward_ratio * 1000 | round / 1000)\t\t\(.tunnel_vs_forward * 1000 | round / 1000)\t\t\(.forward_proxy_cpu_s_per_gb * 1000 | round / 1000)"),
+	(if .settings.haproxy != "" then
+		(.medians[] | "\(.mode)\thaproxy\t\(.haproxy_mb_per_s | floor)\t\(.haproxy_ratio * 1000 | round / 1000)\t\t\(.tunnel_vs_haproxy * 1000 | round / 1000)\t\t\(.haproxy_proxy_cpu_s_per_gb * 1000 | round / 1000)"),
+		"haproxy: \(.settings.haproxy_version) (mode tcp, option splice-auto, nbthread 1)"
+	else "haproxy: not installed (the haproxy path skipped)" end),
 	(if .settings.baseline != "" then
 		"baseline \(.settings.baseline):",
 		(.medians[] | "\(.mode)\t\t\t\(.baseline_mb_per_s | floor)\t\(.baseline_ratio * 1000 | round / 1000)\t\t\(.baseline_proxy_cpu_s_per_gb * 1000 | round / 1000)")

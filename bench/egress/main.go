@@ -5,6 +5,12 @@
 //	egress serve -listen 127.0.0.1:18310
 //	egress client -target 127.0.0.1:18310 -mode up -size 100MB
 //	egress client -proxy 127.0.0.1:18300 -target 127.0.0.1:18310 -mode down
+//	egress forward -listen 127.0.0.1:18320 -to 127.0.0.1:18310
+//
+// forward is the reference for the tunnel: the least a TCP relay can do in
+// Go, io.Copy both ways between two *net.TCPConn (so splice(2) on Linux,
+// as the tunnel does), without HTTP, policy or logging. What it cannot
+// reach on a machine, no proxy written in Go reaches there.
 //
 // Protocol, per connection: the client sends one byte, 'u' or 'd', and
 // an 8-byte big-endian size. 'u': the client sends size bytes and
@@ -45,8 +51,10 @@ func main() {
 		serve(os.Args[2:])
 	case "client":
 		client(os.Args[2:])
+	case "forward":
+		forward(os.Args[2:])
 	default:
-		log.Fatalf("unknown command %q (serve or client)", os.Args[1])
+		log.Fatalf("unknown command %q (serve, client or forward)", os.Args[1])
 	}
 }
 
@@ -127,6 +135,46 @@ func send(conn net.Conn, size int64) error {
 		}
 	}
 	return nil
+}
+
+func forward(args []string) {
+	fs := flag.NewFlagSet("forward", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:18320", "address to listen on")
+	to := fs.String("to", "127.0.0.1:18310", "where each connection is relayed")
+	_ = fs.Parse(args)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			log.Fatal(err)
+		}
+		go relay(conn.(*net.TCPConn), *to)
+	}
+}
+
+// relay copies both ways until both sides have half-closed, as the
+// tunnel does.
+func relay(client *net.TCPConn, to string) {
+	defer client.Close()
+	conn, err := net.Dial("tcp", to)
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	upstream := conn.(*net.TCPConn)
+	defer upstream.Close()
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(upstream, client) // splice(2) on Linux
+		_ = upstream.CloseWrite()
+		close(done)
+	}()
+	_, _ = io.Copy(client, upstream)
+	_ = client.CloseWrite()
+	<-done
 }
 
 // result is what the client prints.
