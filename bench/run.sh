@@ -53,11 +53,12 @@
 #               (istio_egress hands registry hosts to istio_route). fortio's fast client cannot use a
 #               proxy, so this config's client is Go's net/http client: compare its proxy vCPU, not
 #               its throughput. CONNECT tunnels are measured by bench/egress.sh.
-# Targets: istio >= 0.95x plain throughput and <= 0.3 ms added p99 at fixed load; the proxies' vCPU
-# per 1000 rps at fixed load < 0.15 for istio and for the whole istio_mtls path (both processes).
-# Exit status: 0 when every request succeeded and the split was right; 1 otherwise. The issue's
-# targets (istio >= 0.9x plain throughput, < 0.5 ms added p99 at fixed load) are printed, not gated:
-# the machine is shared, so the figures are indicative.
+# Targets (issue 7): istio >= 0.95x plain throughput and <= 0.3 ms added p99 at fixed load (route and
+# mesh suites); proxy vCPU per 1000 rps at fixed load < 0.15 for istio, and for istio_mtls per sidecar
+# (each of the two processes, each doing the whole path: route, pool, ISTIO_MUTUAL, metrics), which is
+# the unit of the 0.20 vCPU Istio publishes for its Envoy sidecar; the sum of both is printed beside it.
+# Exit status: 0 when every request succeeded and the split was right; 1 otherwise. Targets are
+# printed, not gated: the machine is shared, so the figures are indicative.
 #
 # Needs: go, curl, jq; taskset (util-linux) for pinning. Ports 18080, 18090, 18100 and the admin
 # port 12019 must be free. Never run by the test suite.
@@ -139,8 +140,8 @@ SERVER_V1=127.0.0.1:18110
 SERVER_V2=127.0.0.1:18120
 SERVER_MESH=127.0.0.1:18130
 ADMIN2=127.0.0.1:12020
-# the request's headers and how the p99 target compares ("<" for route, "<=" for mesh)
-P99_OP="<"
+# the request's headers and how the p99 target compares (the issue says "<= 0.3 ms")
+P99_OP="<="
 # [config, max proxy vCPU per 1000 rps at fixed load]
 VCPU_TARGETS='[]'
 # The same request for every config: the Host the VirtualService answers and its matching header
@@ -151,7 +152,9 @@ route)
 	REQ_HEADERS=(-H "Host: bench" -H "x-bench: 1")
 	# ratios printed, as "a/b", and the targets: [a, b, min throughput ratio, max added p99 ms]
 	RATIOS='[["plain","direct"],["istio","direct"],["istio","plain"]]'
-	TARGETS='[["istio","plain",0.9,0.5]]'
+	TARGETS='[["istio","plain",0.95,0.3]]'
+	P99_OP="<="
+	VCPU_TARGETS='[["istio",0.15]]'
 	;;
 pools)
 	CONFIGS=(direct plain_rr pool_lr pool_ring istio_lr istio_ring)
@@ -646,17 +649,19 @@ run_phase() {
 	local round="$1" cfg="$2" phase="$3"
 	shift 3
 	local json="$work/$cfg-r$round-$phase.json"
-	local b0 b1 p0 p1 k0 k1 f0 f1 t0 t1 c0 c1
+	local b0 b1 p0 p1 q0 q1 k0 k1 f0 f1 t0 t1 c0 c1
 	c0=$(counts)
 	client_for "$cfg"
-	b0=$(box_busy_ticks); p0=$(proxies_ticks); k0=$(proc_ticks "$backend_pid"); children_seconds f0; t0=$(now_ns)
+	b0=$(box_busy_ticks); p0=$(proxies_ticks); q0=$(proc_ticks "$proxy_pid"); k0=$(proc_ticks "$backend_pid"); children_seconds f0; t0=$(now_ns)
 	"${LG[@]}" env "${CLIENT_ENV[@]}" "$bin/fortio" load "${CLIENT_ARGS[@]}" -quiet -p 50,90,99,99.9 -json "$json" "${REQ_HEADERS[@]}" "$@" "$(url_for "$cfg")" >>"$work/fortio.log" 2>&1
-	t1=$(now_ns); children_seconds f1; k1=$(proc_ticks "$backend_pid"); p1=$(proxies_ticks); b1=$(box_busy_ticks)
+	t1=$(now_ns); children_seconds f1; k1=$(proc_ticks "$backend_pid"); q1=$(proc_ticks "$proxy_pid"); p1=$(proxies_ticks); b1=$(box_busy_ticks)
 	c1=$(counts)
 	jq -c --argjson round "$round" --arg config "$cfg" --arg phase "$phase" \
 		--argjson wall "$(awk -v n="$((t1 - t0))" 'BEGIN{print n/1e9}')" \
 		--argjson box "$(awk -v t="$((b1 - b0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
 		--argjson proxy "$(awk -v t="$((p1 - p0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
+		--argjson client_proxy "$(awk -v t="$((q1 - q0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
+		--argjson sidecars "$(if [ -n "$server_pid" ]; then echo 2; else echo 1; fi)" \
 		--argjson backend "$(awk -v t="$((k1 - k0))" -v hz="$TICK" 'BEGIN{print t/hz}')" \
 		--argjson fortio "$(awk -v a="$f0" -v b="$f1" 'BEGIN{print b-a}')" \
 		--argjson c0 "$c0" --argjson c1 "$c1" --argjson noise_max "$NOISE_MAX" '
@@ -674,6 +679,11 @@ run_phase() {
 		}
 		| .errors = (.requests - .ok)
 		| .proxy_vcpu_per_1000_rps = (if .rps > 0 then .proxy_cores / .rps * 1000 else null end)
+		# istio_mtls: each sidecar on its own (the client proxy, the server sidecar)
+		| if $sidecars == 2 and .rps > 0 then
+			.sidecar_vcpu_per_1000_rps = {client: ($client_proxy / $wall / .rps * 1000),
+				server: (($proxy - $client_proxy) / $wall / .rps * 1000)}
+		  else . end
 		| .noisy = (.unattributed_cores > $noise_max)
 		' "$json" | tee -a "$work/raw.jsonl" | jq -r '"  \(.config) \(.phase): \(.rps|floor) rps, p50 \(.p50_ms*100|round/100) ms, p99 \(.p99_ms*100|round/100) ms, errors \(.errors), proxy \(.proxy_cores*100|round/100) cores, unattributed \(.unattributed_cores*100|round/100) cores\(if .noisy then " (noisy)" else "" end)"' >&2
 }
@@ -796,11 +806,14 @@ jq -s \
 				rps: ($m.runs | map(.rps) | median),
 				proxy_cores: ($m.runs | map(.proxy_cores) | median),
 				rps_per_proxy_core: ($m.runs | map(select(.proxy_cores > 0) | .rps / .proxy_cores) | median)},
-			fixed: {n: ($f.runs | length), noisy_fallback: ($f.all_clean_or_enough | not),
+			fixed: ({n: ($f.runs | length), noisy_fallback: ($f.all_clean_or_enough | not),
 				rps: ($f.runs | map(.rps) | median),
 				p50_ms: ($f.runs | map(.p50_ms) | median), p90_ms: ($f.runs | map(.p90_ms) | median),
 				p99_ms: ($f.runs | map(.p99_ms) | median), p999_ms: ($f.runs | map(.p999_ms) | median),
-				proxy_vcpu_per_1000_rps: ($f.runs | map(.proxy_vcpu_per_1000_rps) | if .[0] == null then null else median end)},
+				proxy_vcpu_per_1000_rps: ($f.runs | map(.proxy_vcpu_per_1000_rps) | if .[0] == null then null else median end)}
+				+ (if $f.runs[0].sidecar_vcpu_per_1000_rps then {sidecar_vcpu_per_1000_rps: {
+					client: ($f.runs | map(.sidecar_vcpu_per_1000_rps.client) | median),
+					server: ($f.runs | map(.sidecar_vcpu_per_1000_rps.server) | median)}} else {} end)),
 			rss_mb: ($raw | pick($cfg; "memory") | map(.rss_mb) | median),
 			errors: ($raw | map(select(.config == $cfg and .phase != "memory") | .errors) | add)
 		})) as $med
@@ -829,8 +842,15 @@ jq -s \
 				throughput: {want: ">= \($t[2])", got: $r.throughput, met: ($r.throughput >= $t[2])}}
 			+ (if $t[3] == null then {} else {added_p99_ms: {want: "\($p99_op) \($t[3])", got: $r.added_p99_ms,
 				met: (if $p99_op == "<=" then $r.added_p99_ms <= $t[3] else $r.added_p99_ms < $t[3] end)}} end)],
-		vcpu_targets: [$vcpu_list[] as $t | $med[$t[0]].fixed.proxy_vcpu_per_1000_rps as $got
-			| {config: $t[0], proxy_vcpu_per_1000_rps: {want: "< \($t[1])", got: $got, met: ($got != null and $got < $t[1])}}],
+		vcpu_targets: [$vcpu_list[] as $t
+			| if $med[$t[0]].fixed.sidecar_vcpu_per_1000_rps then
+				# two sidecars: the target holds for each; the sum is printed beside it
+				($med[$t[0]].fixed.sidecar_vcpu_per_1000_rps | [.client, .server] | max) as $got
+				| {config: $t[0], per: "sidecar", proxy_vcpu_per_1000_rps: {want: "< \($t[1])", got: $got,
+					met: ($got < $t[1])}, sidecars: $med[$t[0]].fixed.sidecar_vcpu_per_1000_rps,
+					both_sidecars: $med[$t[0]].fixed.proxy_vcpu_per_1000_rps}
+			  else $med[$t[0]].fixed.proxy_vcpu_per_1000_rps as $got
+				| {config: $t[0], per: "proxy", proxy_vcpu_per_1000_rps: {want: "< \($t[1])", got: $got, met: ($got != null and $got < $t[1])}} end],
 		checks: ({errors: ($raw | map(select(.phase != "memory") | .errors) | add)}
 			+ if $suite == "route" or $suite == "mesh" then {
 				split: ($split + {v2_share: ($split.v2 / ($split.v1 + $split.v2)), ok: (($split.v2 / ($split.v1 + $split.v2) - 0.1) | fabs <= 0.01)}),
@@ -873,7 +893,7 @@ jq -r '
 	(.ratios | to_entries[] | "| \(.key) | \(.value.throughput | f(3)) | \(.value.per_proxy_core | f(3)) | \(.value.added_p50_ms | s(3)) | \(.value.added_p90_ms | s(3)) | \(.value.added_p99_ms | s(3)) |"),
 	"",
 	(.targets[] | "target \(.name): throughput \(.throughput.got | f(3)) (want \(.throughput.want)): \(if .throughput.met then "met" else "MISSED" end)\(if .added_p99_ms then "; added p99 \(.added_p99_ms.got | s(3)) ms (want \(.added_p99_ms.want)): \(if .added_p99_ms.met then "met" else "MISSED" end)" else "" end)"),
-	(.vcpu_targets[] | "target \(.config): proxy vCPU per 1000 rps at fixed load \(.proxy_vcpu_per_1000_rps.got | f(3)) (want \(.proxy_vcpu_per_1000_rps.want)): \(if .proxy_vcpu_per_1000_rps.met then "met" else "MISSED" end)"),
+	(.vcpu_targets[] | "target \(.config): \(.per) vCPU per 1000 rps at fixed load \(.proxy_vcpu_per_1000_rps.got | f(3)) (want \(.proxy_vcpu_per_1000_rps.want)): \(if .proxy_vcpu_per_1000_rps.met then "met" else "MISSED" end)\(if .per == "sidecar" then " (client sidecar \(.sidecars.client | f(3)), server sidecar \(.sidecars.server | f(3)); both together \(.both_sidecars | f(3)))" else "" end)"),
 	(.profiles.per_request[] | "profile \(.config): \(.rps | f(0)) rps, proxy CPU \(.proxy_cpu_us_per_request | f(1)) us/request, \(.alloc_bytes_per_request | f(0)) B and \(.allocs_per_request | f(1)) allocations/request"),
 	if .suite == "pools" then "checks: errors \(.checks.errors); v2 share plain_rr \(.checks.spread.plain_rr.v2_share | f(3)), pool_lr \(.checks.spread.pool_lr.v2_share | f(3)), pool_ring \(.checks.spread.pool_ring.v2_share | f(3)), istio_lr \(.checks.spread.istio_lr.v2_share | f(3)), istio_ring \(.checks.spread.istio_ring.v2_share | f(3)): \(if .checks.spread.ok then "ok" else "WRONG" end)" else
 	"checks: errors \(.checks.errors); split v2 share \(.checks.split.v2_share * 1000 | round / 10)% of \(.checks.split.v1 + .checks.split.v2) (want 10 +- 1): \(if .checks.split.ok then "ok" else "WRONG" end); no-header route v2 hits \(.checks.no_header_route.v2): \(if .checks.no_header_route.pass then "ok" else "WRONG" end)\(if .checks.mesh_splits then "; v2 share istio_mtls \(.checks.mesh_splits.istio_mtls.v2_share | f(3)), egress \(.checks.mesh_splits.egress.v2_share | f(3)): \(if .checks.mesh_splits.ok then "ok" else "WRONG" end)" else "" end)" end
