@@ -32,8 +32,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -87,10 +89,9 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 // in document order; the warnings say what Istio would warn about.
 func DecodeAndValidate(filename string, body []byte, namespace string) ([]*istioyaml.Object, []istioyaml.Problem, error) {
 	objs, warnings, errs := istioyaml.Decode(filename, body, istioyaml.Options{DefaultNamespace: namespace})
-	for _, obj := range objs {
-		w, e := validation.Validate(obj)
-		warnings = append(warnings, w...)
-		errs = append(errs, e...)
+	for _, r := range validateAll(objs) {
+		warnings = append(warnings, r.warnings...)
+		errs = append(errs, r.errs...)
 	}
 	sortProblems(warnings)
 	if len(errs) > 0 {
@@ -102,6 +103,34 @@ func DecodeAndValidate(filename string, body []byte, namespace string) ([]*istio
 		return nil, warnings, errors.New(strings.Join(lines, "\n"))
 	}
 	return objs, warnings, nil
+}
+
+// validated is what validation.Validate says about one object.
+type validated struct{ warnings, errs []istioyaml.Problem }
+
+// validateAll validates every object, on GOMAXPROCS goroutines when there
+// are many (each object is validated on its own), and returns the results
+// in the objects' order.
+func validateAll(objs []*istioyaml.Object) []validated {
+	results := make([]validated, len(objs))
+	validateRange := func(start, end int) {
+		for i := start; i < end; i++ {
+			results[i].warnings, results[i].errs = validation.Validate(objs[i])
+		}
+	}
+	const minPerWorker = 256
+	workers := min(runtime.GOMAXPROCS(0), len(objs)/minPerWorker)
+	if workers <= 1 {
+		validateRange(0, len(objs))
+		return results
+	}
+	var wg sync.WaitGroup
+	per := (len(objs) + workers - 1) / workers
+	for start := 0; start < len(objs); start += per {
+		wg.Go(func() { validateRange(start, min(start+per, len(objs))) })
+	}
+	wg.Wait()
+	return results
 }
 
 // Options tune Translate.

@@ -25,9 +25,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -48,15 +51,91 @@ type Options struct {
 // first problem in document order). It never panics and keeps going after a
 // bad document.
 func Decode(file string, data []byte, opts Options) (objs []*Object, warnings []Problem, errs []Problem) {
-	d := &decoder{file: file, namespace: opts.DefaultNamespace}
-	if d.namespace == "" {
-		d.namespace = "default"
+	namespace := opts.DefaultNamespace
+	if namespace == "" {
+		namespace = "default"
 	}
+	chunks := splitDocuments(data)
+	workers := min(runtime.GOMAXPROCS(0), len(chunks)/parallelMinChunks)
+	if workers <= 1 {
+		return decodeSequential(file, namespace, chunks)
+	}
+	return decodeParallel(file, namespace, chunks, workers)
+}
+
+// decodeSequential decodes the documents one after the other.
+func decodeSequential(file, namespace string, chunks []chunk) (objs []*Object, warnings []Problem, errs []Problem) {
+	d := &decoder{file: file, namespace: namespace}
 	docNum := 0
-	for _, c := range splitDocuments(data) {
+	for _, c := range chunks {
 		docNum = d.decodeChunk(c, docNum)
 	}
 	return d.objs, d.warnings, d.errs
+}
+
+// parallelMinChunks is the number of documents per worker below which
+// decoding them in parallel is not worth starting goroutines.
+const parallelMinChunks = 64
+
+// chunkResult is what one document decoded on its own gives: its
+// document numbers count from 0, to be shifted by the documents before it.
+type chunkResult struct {
+	decoder
+	docs int // non-empty documents: 0 or 1
+}
+
+// decodeParallel decodes the documents on workers goroutines, each
+// document on its own, then puts the results together in document order
+// with the numbering a sequential decode gives (a document's number
+// depends on how many non-empty documents precede it).
+func decodeParallel(file, namespace string, chunks []chunk, workers int) (objs []*Object, warnings []Problem, errs []Problem) {
+	results := make([]chunkResult, len(chunks))
+	var next atomic.Int64
+	const batch = 32 // documents a worker takes at a time
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				end := int(next.Add(batch))
+				start := end - batch
+				if start >= len(chunks) {
+					return
+				}
+				for i := start; i < min(end, len(chunks)); i++ {
+					r := &results[i]
+					r.file, r.namespace = file, namespace
+					r.docs = r.decodeChunk(chunks[i], 0)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	nObjs := 0
+	for i := range results {
+		nObjs += len(results[i].objs)
+	}
+	if nObjs > 0 {
+		objs = make([]*Object, 0, nObjs)
+	}
+	base := 0
+	for i := range results {
+		r := &results[i]
+		for _, o := range r.objs {
+			o.Doc += base
+		}
+		for j := range r.warnings {
+			r.warnings[j].Doc += base
+		}
+		for j := range r.errs {
+			r.errs[j].Doc += base
+		}
+		objs = append(objs, r.objs...)
+		warnings = append(warnings, r.warnings...)
+		errs = append(errs, r.errs...)
+		base += r.docs
+	}
+	return objs, warnings, errs
 }
 
 // decoder accumulates the results of one Decode call.
