@@ -97,7 +97,7 @@ func (t *translator) addCluster(c *istioapp.Cluster, svc *service, policy *netwo
 		transport.ProxyProtocol = "v1"
 	}
 	proxy := reverseproxy.Handler{
-		TransportRaw: caddyconfig.JSONModuleObject(transport, "protocol", "http", &w),
+		TransportRaw: jsonModuleObject(transport, "protocol", "http", &w),
 		LoadBalancing: &reverseproxy.LoadBalancing{
 			SelectionPolicyRaw: selectionPolicy(policy.GetLoadBalancer()),
 		},

@@ -50,7 +50,7 @@ func (t *translator) addEgress(l *meshListener, srv *caddyhttp.Server, vhosts []
 		}
 	}
 	var w []caddyconfig.Warning
-	egress := caddyconfig.JSONModuleObject(cfg, "handler", "istio_egress", &w)
+	egress := jsonModuleObject(cfg, "handler", "istio_egress", &w)
 	for _, msg := range w {
 		t.problems = append(t.problems, istioyaml.Problem{Message: "encoding: " + msg.Message})
 	}
@@ -169,6 +169,7 @@ func (t *translator) egressProxyHost(sidecars []listenerSidecar) *istioroute.Vir
 // listed: it would hand every host to istio_route and bypass the policy.
 func (t *translator) egressRouteHosts(vhosts []*istioroute.VirtualHost) []string {
 	var out []string
+	seen := make(map[string]bool)
 	for _, vh := range vhosts {
 		for _, d := range vh.Domains {
 			if d == "*" {
@@ -180,7 +181,8 @@ func (t *translator) egressRouteHosts(vhosts []*istioroute.VirtualHost) []string
 				}
 				d = net.JoinHostPort(strings.Trim(d, "[]"), "80")
 			}
-			if !slices.Contains(out, d) {
+			if !seen[d] {
+				seen[d] = true
 				out = append(out, d)
 			}
 		}
@@ -203,12 +205,12 @@ func (t *translator) registryServiceOf(domain string) *service {
 		return svc
 	}
 	var best *service
-	for name, svc := range t.serviceByHost {
-		suffix, ok := strings.CutPrefix(name, "*")
-		if !ok || len(host) <= len(suffix) || !strings.HasSuffix(host, suffix) {
+	for _, svc := range t.wildcardServices {
+		suffix := svc.Hostname[1:]
+		if len(host) <= len(suffix) || !strings.HasSuffix(host, suffix) {
 			continue
 		}
-		if best == nil || len(name) > len(best.Hostname) {
+		if best == nil || len(svc.Hostname) > len(best.Hostname) {
 			best = svc
 		}
 	}

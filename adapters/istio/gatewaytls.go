@@ -219,11 +219,11 @@ func (t *translator) buildServerTLSPolicy(gw *gateway, path string, s *networkin
 		}
 		var w []caddyconfig.Warning
 		p.ClientAuthentication = &caddytls.ClientAuthentication{
-			CARaw: caddyconfig.JSONModuleObject(caddytls.FileCAPool{TrustedCACertPEMFiles: []string{ca}}, "provider", "file", &w),
+			CARaw: jsonModuleObject(caddytls.FileCAPool{TrustedCACertPEMFiles: []string{ca}}, "provider", "file", &w),
 			Mode:  mode,
 		}
 		if sans := tls.GetSubjectAltNames(); len(sans) > 0 {
-			p.ClientAuthentication.VerifiersRaw = []json.RawMessage{caddyconfig.JSONModuleObject(
+			p.ClientAuthentication.VerifiersRaw = []json.RawMessage{jsonModuleObject(
 				istiomesh.ClientSANVerifier{SubjectAltNames: sans}, "verifier", "istio_san", &w)}
 		}
 	} else if len(tls.GetSubjectAltNames()) > 0 {
@@ -499,7 +499,7 @@ func (acc *gatewayTLS) apps() (tlsApp, pkiApp json.RawMessage) {
 		if len(acc.internal) > 0 {
 			app.Automation.Policies = append(app.Automation.Policies, &caddytls.AutomationPolicy{
 				SubjectsRaw: acc.internal,
-				IssuersRaw:  []json.RawMessage{caddyconfig.JSONModuleObject(caddytls.InternalIssuer{CA: internalCA}, "module", "internal", &w)},
+				IssuersRaw:  []json.RawMessage{jsonModuleObject(caddytls.InternalIssuer{CA: internalCA}, "module", "internal", &w)},
 			})
 		}
 		if len(acc.acme) > 0 {

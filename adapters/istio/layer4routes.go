@@ -465,7 +465,7 @@ func (t *translator) clusterProxy(clusters []weightedCluster, tls bool) json.Raw
 	var w []caddyconfig.Warning
 	h := l4proxy.Handler{
 		LoadBalancing: &l4proxy.LoadBalancing{
-			SelectionPolicyRaw: caddyconfig.JSONModuleObject(struct{}{}, "policy", policy, &w),
+			SelectionPolicyRaw: jsonModuleObject(struct{}{}, "policy", policy, &w),
 		},
 	}
 	for _, s := range splits {
@@ -477,7 +477,7 @@ func (t *translator) clusterProxy(clusters []weightedCluster, tls bool) json.Raw
 			h.Upstreams = append(h.Upstreams, u)
 		}
 	}
-	return caddyconfig.JSONModuleObject(h, "handler", "proxy", &w)
+	return jsonModuleObject(h, "handler", "proxy", &w)
 }
 
 func gcd(a, b int) int {

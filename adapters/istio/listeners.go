@@ -233,7 +233,7 @@ func httpsRedirectRoutes(l *gatewayListener) caddyhttp.RouteList {
 	}
 	var w []caddyconfig.Warning
 	route := caddyhttp.Route{
-		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(caddyhttp.StaticResponse{
+		HandlersRaw: []json.RawMessage{jsonModuleObject(caddyhttp.StaticResponse{
 			StatusCode: caddyhttp.WeakString("301"),
 			Headers:    http.Header{"Location": []string{location}},
 		}, "handler", "static_response", &w)},
@@ -262,7 +262,7 @@ func istioRoute(vhosts []*istioroute.VirtualHost) caddyhttp.Route {
 	var w []caddyconfig.Warning
 	return caddyhttp.Route{
 		HandlersRaw: []json.RawMessage{
-			caddyconfig.JSONModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", &w),
+			jsonModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", &w),
 		},
 	}
 }

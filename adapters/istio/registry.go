@@ -66,6 +66,9 @@ func (t *translator) addService(s *service) {
 	}
 	t.serviceByHost[s.Hostname] = s
 	t.services = append(t.services, s)
+	if strings.HasPrefix(s.Hostname, "*") {
+		t.wildcardServices = append(t.wildcardServices, s)
+	}
 }
 
 // addKubeService adds a Kubernetes Service: hostname

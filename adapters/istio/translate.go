@@ -25,7 +25,10 @@ type translator struct {
 	// Registry, in document order; serviceByHost indexes services.
 	services      []*service
 	serviceByHost map[string]*service
-	workloads     []*istioapp.Workload
+	// wildcardServices are the services whose hostname starts with "*",
+	// in document order, for the lookups of hosts they cover.
+	wildcardServices []*service
+	workloads        []*istioapp.Workload
 
 	// mesh is this proxy's mesh identity and locality (see buildMesh).
 	mesh *istioapp.Mesh
