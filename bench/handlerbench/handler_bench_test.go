@@ -214,6 +214,7 @@ func BenchmarkProxy(b *testing.B) {
 		srv := servers[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := startCPU()
 			for b.Loop() {
 				req := httptest.NewRequest(http.MethodGet, "http://"+name+"/", nil)
 				req.Header.Set("x-bench", "1")
@@ -223,6 +224,7 @@ func BenchmarkProxy(b *testing.B) {
 					b.Fatalf("%s: status %d, %d bytes: %s", name, rec.Code, rec.Body.Len(), rec.Body.String())
 				}
 			}
+			cpu.report(b)
 		})
 	}
 }

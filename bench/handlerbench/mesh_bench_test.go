@@ -32,6 +32,7 @@ func BenchmarkMesh(b *testing.B) {
 		srv := servers[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := startCPU()
 			for b.Loop() {
 				req := httptest.NewRequest(http.MethodGet, "http://bench/", nil)
 				req.Header.Set("x-bench", "1")
@@ -41,6 +42,7 @@ func BenchmarkMesh(b *testing.B) {
 					b.Fatalf("%s: status %d, %d bytes: %s", name, rec.Code, rec.Body.Len(), rec.Body.String())
 				}
 			}
+			cpu.report(b)
 		})
 	}
 }
