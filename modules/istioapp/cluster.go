@@ -138,6 +138,7 @@ func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, 
 	if err := proxy.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("provisioning reverse_proxy: %v", err)
 	}
+	LazyProxyLogFields(proxy)
 	if ht == nil {
 		// reverse_proxy's default transport, or another one
 		ht, _ = proxy.Transport.(*reverseproxy.HTTPTransport)

@@ -134,6 +134,9 @@ func TestSubsetEndpointSelection(t *testing.T) {
 		if ch == nil {
 			t.Fatalf("cluster %q not found", tc.cluster)
 		}
+		if _, lazy := (*proxyLogger(t, ch.proxy)).Core().(lazyFieldsCore); !lazy {
+			t.Errorf("%s: the proxy's log fields are not lazy", tc.cluster)
+		}
 		seen := map[string]bool{}
 		for range 60 {
 			code, body := serve(t, ch, httptest.NewRequest(http.MethodGet, "http://reviews:9080/", nil))

@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioapp"
 )
 
 // provisionForward sets up the reverse_proxy that forwards plain HTTP
@@ -32,6 +34,8 @@ func (h *Handler) provisionForward(ctx caddy.Context) error {
 	if err := h.forward.Provision(ctx); err != nil {
 		return fmt.Errorf("forwarding proxy: %v", err)
 	}
+	// its per-request log fields are encoded only for a written entry
+	istioapp.LazyProxyLogFields(h.forward)
 	return nil
 }
 
