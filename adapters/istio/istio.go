@@ -32,7 +32,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -75,11 +77,46 @@ func (Adapter) Adapt(body []byte, options map[string]any) ([]byte, []caddyconfig
 	sortProblems(warnings)
 
 	var cw []caddyconfig.Warning
-	result, err := json.Marshal(cfg)
+	result, err := marshalConfig(cfg)
 	if err != nil {
 		return nil, cw, fmt.Errorf("encoding the caddy config: %v", err)
 	}
 	return result, caddyWarnings(warnings), nil
+}
+
+// marshalConfig encodes cfg as json.Marshal does. A config of apps alone
+// (what Translate gives) is written around the apps' JSON as it is:
+// json.Marshal would scan all of it again to compact it, and it is
+// compact already (encoding/json wrote it).
+func marshalConfig(cfg *caddy.Config) ([]byte, error) {
+	if cfg.Admin != nil || cfg.Logging != nil || cfg.StorageRaw != nil {
+		return json.Marshal(cfg)
+	}
+	if len(cfg.AppsRaw) == 0 {
+		return []byte("{}"), nil
+	}
+	size := 16
+	for name, raw := range cfg.AppsRaw {
+		size += len(name) + len(raw) + 8
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"apps":{`...)
+	for i, name := range slices.Sorted(maps.Keys(cfg.AppsRaw)) {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		key, err := json.Marshal(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(out, key...), ':')
+		if raw := cfg.AppsRaw[name]; raw != nil {
+			out = append(out, raw...)
+		} else {
+			out = append(out, "null"...)
+		}
+	}
+	return append(out, "}}"...), nil
 }
 
 // DecodeAndValidate decodes the multi-document Istio YAML body (named

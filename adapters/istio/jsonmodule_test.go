@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
@@ -131,4 +132,25 @@ func FuzzJSONModuleObject(f *testing.F) {
 			t.Errorf("%q: got %s, want %s", s, got, want)
 		}
 	})
+}
+
+// TestMarshalConfig checks marshalConfig against json.Marshal on every
+// golden case's config.
+func TestMarshalConfig(t *testing.T) {
+	configs := []*caddy.Config{{}, {AppsRaw: caddy.ModuleMap{}}, {AppsRaw: caddy.ModuleMap{"b": nil, "a": json.RawMessage(`{"x":1}`)}}}
+	for _, c := range goldenCases(t) {
+		objs, _, err := DecodeAndValidate(c.name, c.input, "")
+		if err != nil {
+			continue
+		}
+		cfg, _ := Translate(objs, Options{})
+		configs = append(configs, cfg)
+	}
+	for i, cfg := range configs {
+		want, _ := json.Marshal(cfg)
+		got, err := marshalConfig(cfg)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("config %d: got %s (%v), want %s", i, got, err, want)
+		}
+	}
 }

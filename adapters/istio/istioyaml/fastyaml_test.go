@@ -1,6 +1,8 @@
 package istioyaml
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -121,4 +123,25 @@ func FuzzFastYAMLTree(f *testing.F) {
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		checkFastYAML(t, doc)
 	})
+}
+
+// TestAppendTreeJSON checks appendTreeJSON against json.Marshal.
+func TestAppendTreeJSON(t *testing.T) {
+	trees := []any{
+		map[string]any{"b": []any{json.Number("1"), json.Number("-0.5e+10"), "<&>", "caf\u00e9", "\x01\"\\", nil, true, false},
+			"a": map[string]any{}, "": []any{}, "\u2028": "x"},
+		json.Number("1e"), json.Number(""), json.Number("01"), json.Number("1.5E-3"), "\xff",
+	}
+	for _, doc := range yamlTestDocuments(t) {
+		if tree, err := yamlToTree(doc); err == nil {
+			trees = append(trees, tree)
+		}
+	}
+	for _, tree := range trees {
+		want, wantErr := json.Marshal(tree)
+		got, err := appendTreeJSON(nil, tree)
+		if (err != nil) != (wantErr != nil) || !bytes.Equal(got, want) {
+			t.Errorf("%#v: got %s (%v), want %s (%v)", tree, got, err, want, wantErr)
+		}
+	}
 }
