@@ -155,7 +155,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	// the credentials are for this proxy only
-	r.Header.Del("Proxy-Authorization")
+	delete(r.Header, "Proxy-Authorization") // the canonical key, as Header.Del would make it
 
 	// An extended CONNECT (RFC 8441, :protocol such as websocket) is an
 	// HTTP request for :authority and :path, not a tunnel: it is routed

@@ -101,7 +101,8 @@ func (h *Handler) logRouted(vh *virtualHost, rt *route, d *destination) {
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo, rt *route, m *match, d *destination, next caddyhttp.Handler, t *requestTelemetry) error {
 	policy := rt.retry
 	timeout := rt.timeout
-	if isUpgrade(r) {
+	upgrade := isUpgrade(r) // r's header is not changed below: up gets a copy
+	if upgrade {
 		policy = nil // a hijacked connection cannot be replayed
 		// The exchange of an upgraded connection lasts as long as the
 		// connection; a route timeout would cut it.
@@ -110,7 +111,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 	// The body is kept for retries and mirrors as it streams to the
 	// first attempt (see replayBody).
 	var body *replayBody
-	if (policy != nil || len(rt.mirrors) > 0) && hasBody(r) && !isUpgrade(r) {
+	if (policy != nil || len(rt.mirrors) > 0) && hasBody(r) && !upgrade {
 		body = newReplayBody(r.Body, r.ContentLength, retryBodyLimit)
 		defer body.close()
 		if !body.replayable() {
@@ -156,7 +157,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		rt.rewrite.apply(up, ri.path, m.matchedPrefixLen(ri.path))
 	}
 
-	if !isUpgrade(r) && (body == nil || body.replayable()) {
+	if !upgrade && (body == nil || body.replayable()) {
 		for _, mr := range rt.mirrors {
 			if mr.handler != nil && mr.drawn() {
 				h.sendMirror(mr, up, r.Context(), body, orDefault(rt.timeout, defaultMirrorTimeout))
