@@ -6,6 +6,10 @@ import "time"
 // that Caddy's Upstream cannot carry. The istio app gives it to the
 // selection policy of each cluster when it provisions the cluster, through
 // EndpointInfoSetter, so a request pays no lookup in the request context.
+//
+// What it says of a dial address must not change: the weighted policies
+// (least_request, istio_round_robin, istio_random) keep it by pool
+// position until SetEndpointInfo gives them another EndpointInfo.
 type EndpointInfo interface {
 	// EndpointWeight returns the load-balancing weight of the endpoint with
 	// that dial address (ServiceEntry/WorkloadEntry weight, times its

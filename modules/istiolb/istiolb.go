@@ -75,7 +75,7 @@ func (s *LeastRequestSelection) Validate() error {
 }
 
 // SetEndpointInfo gives the policy the endpoint weights and ages.
-func (s *LeastRequestSelection) SetEndpointInfo(info EndpointInfo) { s.weighting.info = info }
+func (s *LeastRequestSelection) SetEndpointInfo(info EndpointInfo) { s.weighting.setInfo(info) }
 
 // Select returns an available upstream, or nil if there is none.
 func (s *LeastRequestSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
@@ -84,9 +84,10 @@ func (s *LeastRequestSelection) Select(pool reverseproxy.UpstreamPool, _ *http.R
 		if s.Warmup != nil {
 			now = time.Now()
 		}
-		if !equalWeights(pool, &s.weighting, now) {
-			return s.wrr.pick(pool, func(u *reverseproxy.Upstream) float64 {
-				return s.weighting.weight(u.Dial, now) / float64(u.NumRequests()+1)
+		table := s.weighting.tableFor(pool)
+		if !equalWeights(pool, table, s.Warmup, now) {
+			return s.wrr.pick(pool, func(i int, u *reverseproxy.Upstream) float64 {
+				return table.weight(i, s.Warmup, now) / float64(u.NumRequests()+1)
 			})
 		}
 	}
@@ -95,13 +96,13 @@ func (s *LeastRequestSelection) Select(pool reverseproxy.UpstreamPool, _ *http.R
 
 // equalWeights reports whether the available upstreams of pool weigh the
 // same at now.
-func equalWeights(pool reverseproxy.UpstreamPool, wt *weighting, now time.Time) bool {
+func equalWeights(pool reverseproxy.UpstreamPool, table *weightTable, warmup *Warmup, now time.Time) bool {
 	first := -1.0
-	for _, u := range pool {
+	for i, u := range pool {
 		if !u.Available() {
 			continue
 		}
-		w := wt.weight(u.Dial, now)
+		w := table.weight(i, warmup, now)
 		if first < 0 {
 			first = w
 		} else if w != first {

@@ -33,7 +33,7 @@ func (*IstioRandomSelection) CaddyModule() caddy.ModuleInfo {
 }
 
 // SetEndpointInfo gives the policy the endpoint weights.
-func (s *IstioRandomSelection) SetEndpointInfo(info EndpointInfo) { s.weighting.info = info }
+func (s *IstioRandomSelection) SetEndpointInfo(info EndpointInfo) { s.weighting.setInfo(info) }
 
 // Select returns a random available upstream, or nil if there is none.
 func (s *IstioRandomSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
@@ -55,10 +55,11 @@ func (s *IstioRandomSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Re
 // weightedRandom returns an available upstream of pool with probability
 // proportional to its weight, or nil if none is available.
 func weightedRandom(pool reverseproxy.UpstreamPool, wt *weighting) *reverseproxy.Upstream {
+	table := wt.tableFor(pool)
 	var total float64
-	for _, u := range pool {
+	for i, u := range pool {
 		if u.Available() {
-			total += float64(endpointWeight(wt.info, u.Dial))
+			total += table.base[i]
 		}
 	}
 	if total == 0 {
@@ -66,12 +67,12 @@ func weightedRandom(pool reverseproxy.UpstreamPool, wt *weighting) *reverseproxy
 	}
 	point := rand.Float64() * total
 	var last *reverseproxy.Upstream
-	for _, u := range pool {
+	for i, u := range pool {
 		if !u.Available() {
 			continue
 		}
 		last = u
-		if point -= float64(endpointWeight(wt.info, u.Dial)); point < 0 {
+		if point -= table.base[i]; point < 0 {
 			return u
 		}
 	}

@@ -54,7 +54,7 @@ func (s *IstioRoundRobinSelection) Validate() error {
 }
 
 // SetEndpointInfo gives the policy the endpoint weights and ages.
-func (s *IstioRoundRobinSelection) SetEndpointInfo(info EndpointInfo) { s.weighting.info = info }
+func (s *IstioRoundRobinSelection) SetEndpointInfo(info EndpointInfo) { s.weighting.setInfo(info) }
 
 // Select returns the next available upstream, or nil if there is none.
 func (s *IstioRoundRobinSelection) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
@@ -62,8 +62,12 @@ func (s *IstioRoundRobinSelection) Select(pool reverseproxy.UpstreamPool, _ *htt
 	if s.Warmup != nil {
 		now = time.Now()
 	}
-	return s.wrr.pick(pool, func(u *reverseproxy.Upstream) float64 {
-		return s.weighting.weight(u.Dial, now)
+	if s.weighting.trivial() {
+		return s.wrr.pick(pool, func(int, *reverseproxy.Upstream) float64 { return 1 })
+	}
+	table := s.weighting.tableFor(pool)
+	return s.wrr.pick(pool, func(i int, _ *reverseproxy.Upstream) float64 {
+		return table.weight(i, s.Warmup, now)
 	})
 }
 

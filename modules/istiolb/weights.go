@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -117,22 +118,72 @@ func unmarshalWarmup(d *caddyfile.Dispenser) (*Warmup, error) {
 type weighting struct {
 	info   EndpointInfo
 	warmup *Warmup
+
+	// table holds the EndpointInfo of the last pool seen, by position, so
+	// that a pick looks no endpoint up by its address (two map lookups
+	// per endpoint, most of a pick's cost); it is rebuilt when the pool's
+	// endpoints change, and dropped with the EndpointInfo.
+	table atomic.Pointer[weightTable]
 }
 
-// weight returns the weight of the endpoint dial at now.
-func (wt *weighting) weight(dial string, now time.Time) float64 {
-	if wt.info == nil {
-		return 1
-	}
-	w := float64(endpointWeight(wt.info, dial))
-	if wt.warmup != nil {
-		w *= wt.warmup.factor(wt.info.EndpointAddedAt(dial), now)
-	}
-	return w
+// setInfo gives the weighting a new EndpointInfo.
+func (wt *weighting) setInfo(info EndpointInfo) {
+	wt.info = info
+	wt.table.Store(nil)
 }
 
 // trivial reports whether every endpoint weighs 1 at all times.
 func (wt *weighting) trivial() bool { return wt.info == nil }
+
+// weightTable is what EndpointInfo says of the endpoints of one pool, by
+// position. It is not changed once made.
+type weightTable struct {
+	dials []string
+	base  []float64   // EndpointWeight, at least 1
+	added []time.Time // EndpointAddedAt; nil without warmup
+}
+
+// tableFor returns the weight table of pool, made the first time the pool
+// is seen. Without EndpointInfo every endpoint weighs 1.
+func (wt *weighting) tableFor(pool reverseproxy.UpstreamPool) *weightTable {
+	if t := wt.table.Load(); t != nil && t.holds(pool) {
+		return t
+	}
+	t := &weightTable{dials: make([]string, len(pool)), base: make([]float64, len(pool))}
+	if wt.warmup != nil {
+		t.added = make([]time.Time, len(pool))
+	}
+	for i, u := range pool {
+		t.dials[i] = u.Dial
+		t.base[i] = float64(endpointWeight(wt.info, u.Dial))
+		if t.added != nil && wt.info != nil {
+			t.added[i] = wt.info.EndpointAddedAt(u.Dial)
+		}
+	}
+	wt.table.Store(t)
+	return t
+}
+
+// holds reports whether t was made for the endpoints of pool, in order.
+func (t *weightTable) holds(pool reverseproxy.UpstreamPool) bool {
+	if len(pool) != len(t.dials) {
+		return false
+	}
+	for i, u := range pool {
+		if u.Dial != t.dials[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// weight returns the weight at now of the endpoint at position i.
+func (t *weightTable) weight(i int, warmup *Warmup, now time.Time) float64 {
+	if t.added == nil || warmup == nil {
+		return t.base[i]
+	}
+	return t.base[i] * warmup.factor(t.added[i], now)
+}
 
 // smoothWRR is smooth weighted round robin (nginx's): each pick adds every
 // available endpoint's weight to its credit, takes the endpoint with the
@@ -148,7 +199,7 @@ type smoothWRR struct {
 
 // pick returns the available upstream of pool chosen by the weights, or nil
 // if none is available.
-func (s *smoothWRR) pick(pool reverseproxy.UpstreamPool, weight func(*reverseproxy.Upstream) float64) *reverseproxy.Upstream {
+func (s *smoothWRR) pick(pool reverseproxy.UpstreamPool, weight func(i int, u *reverseproxy.Upstream) float64) *reverseproxy.Upstream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.samePool(pool) {
@@ -166,7 +217,7 @@ func (s *smoothWRR) pick(pool reverseproxy.UpstreamPool, weight func(*reversepro
 		if !u.Available() {
 			continue
 		}
-		w := weight(u)
+		w := weight(i, u)
 		s.credit[i] += w
 		total += w
 		if best < 0 || s.credit[i] > s.credit[best] {

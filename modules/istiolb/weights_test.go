@@ -170,6 +170,50 @@ func TestLeastRequestWeighted(t *testing.T) {
 	}
 }
 
+// The weights kept by pool position follow a change of the endpoints and
+// a new EndpointInfo.
+func TestWeightTableFollowsPoolAndInfo(t *testing.T) {
+	dials := dialsOf(4)
+	for name, s := range map[string]interface {
+		reverseproxy.Selector
+		EndpointInfoSetter
+	}{
+		"least_request":     &LeastRequestSelection{},
+		"istio_round_robin": &IstioRoundRobinSelection{},
+		"istio_random":      &IstioRandomSelection{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, ok := s.(interface {
+				caddy.Provisioner
+				caddy.Validator
+			}); ok {
+				provision(t, p)
+			}
+			sharesOf := func(pool []string) map[string]int {
+				picks := map[string]int{}
+				for range 3000 {
+					picks[s.Select(poolOf(pool), nil, nil).Dial]++
+				}
+				return picks
+			}
+			check := func(step string, picks map[string]int, want map[string]float64) {
+				t.Helper()
+				for dial, share := range want {
+					if got := shares(picks, 3000, dial); math.Abs(got-share) > 0.03 {
+						t.Errorf("%s: %s got %.3f of picks, want %.3f", step, dial, got, share)
+					}
+				}
+			}
+			s.SetEndpointInfo(staticInfo{weights: map[string]uint32{dials[0]: 1, dials[1]: 3, dials[2]: 1, dials[3]: 3}})
+			check("first pool", sharesOf(dials[:2]), map[string]float64{dials[0]: 0.25, dials[1]: 0.75})
+			check("other endpoints", sharesOf(dials[2:]), map[string]float64{dials[2]: 0.25, dials[3]: 0.75})
+			check("same dials, reordered", sharesOf([]string{dials[3], dials[2]}), map[string]float64{dials[2]: 0.25, dials[3]: 0.75})
+			s.SetEndpointInfo(staticInfo{weights: map[string]uint32{dials[2]: 3, dials[3]: 1}})
+			check("new info", sharesOf(dials[2:]), map[string]float64{dials[2]: 0.75, dials[3]: 0.25})
+		})
+	}
+}
+
 func TestWarmupFactor(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
