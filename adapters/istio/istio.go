@@ -29,6 +29,7 @@
 package istio
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -215,7 +216,7 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 		}, &cw),
 	}
 	if len(servers) > 0 {
-		apps["http"] = caddyconfig.JSON(caddyhttp.App{Servers: servers}, &cw)
+		apps["http"] = httpAppJSON(servers, &cw)
 	}
 	if l4 := t.layer4App(servers); l4 != nil {
 		apps["layer4"] = l4
@@ -233,6 +234,65 @@ func Translate(objs []*istioyaml.Object, opts Options) (*caddy.Config, []istioya
 	}
 	sortProblems(t.problems)
 	return &caddy.Config{AppsRaw: apps}, t.problems
+}
+
+// httpAppJSON is caddyconfig.JSON(caddyhttp.App{Servers: servers}). The
+// large handlers (istio_route with many virtual hosts) stand in as short
+// placeholders while the app is encoded and are put in its JSON after:
+// encoding/json would scan each again to compact it, and they are compact
+// already (encoding/json wrote them).
+func httpAppJSON(servers map[string]*caddyhttp.Server, warnings *[]caddyconfig.Warning) json.RawMessage {
+	type swapped struct {
+		handlers    []json.RawMessage
+		i           int
+		raw         json.RawMessage
+		placeholder []byte
+	}
+	var swaps []swapped
+	for _, name := range slices.Sorted(maps.Keys(servers)) {
+		for _, route := range servers[name].Routes {
+			for i, raw := range route.HandlersRaw {
+				if len(raw) < 64<<10 {
+					continue
+				}
+				ph := fmt.Appendf(nil, `"caddy-istio placeholder %d"`, len(swaps))
+				swaps = append(swaps, swapped{handlers: route.HandlersRaw, i: i, raw: raw, placeholder: ph})
+				route.HandlersRaw[i] = ph
+			}
+		}
+	}
+	out := caddyconfig.JSON(caddyhttp.App{Servers: servers}, warnings)
+	for _, s := range swaps {
+		s.handlers[s.i] = s.raw
+	}
+	if len(swaps) == 0 || out == nil {
+		return out
+	}
+	size := len(out)
+	for _, s := range swaps {
+		if bytes.Count(out, s.placeholder) != 1 {
+			return caddyconfig.JSON(caddyhttp.App{Servers: servers}, warnings)
+		}
+		size += len(s.raw)
+	}
+	spliced := make([]byte, 0, size)
+	rest := []byte(out)
+	for {
+		// the next placeholder in the output
+		at, which := -1, -1
+		for j, s := range swaps {
+			if k := bytes.Index(rest, s.placeholder); k >= 0 && (at < 0 || k < at) {
+				at, which = k, j
+			}
+		}
+		if at < 0 {
+			break
+		}
+		spliced = append(spliced, rest[:at]...)
+		spliced = append(spliced, swaps[which].raw...)
+		rest = rest[at+len(swaps[which].placeholder):]
+	}
+	return append(spliced, rest...)
 }
 
 // appConfig is the JSON of the `istio` app (istioapp.App's config fields).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -48,7 +47,20 @@ func canonicalModuleObject(enc []byte, fieldName, fieldVal string) (out []byte, 
 		return nil, false
 	}
 	extra = append(append(extra, ':'), v...)
-	c.object(&member{key: fieldName, raw: extra})
+	c.object(&member{key: []byte(fieldName), raw: extra})
+	c.skipSpace()
+	if c.failed || c.pos != len(c.in) {
+		return nil, false
+	}
+	return c.out, true
+}
+
+// appendCanonicalJSON appends enc (encoding/json output) to b as
+// JSONModuleObject would encode the value decoded from it: objects' keys
+// sorted, numbers through float64; ok is false for what it does not handle.
+func appendCanonicalJSON(b, enc []byte) (out []byte, ok bool) {
+	c := jsonCanonicalizer{in: enc, out: b}
+	c.value()
 	c.skipSpace()
 	if c.failed || c.pos != len(c.in) {
 		return nil, false
@@ -65,13 +77,15 @@ type jsonCanonicalizer struct {
 	pos    int
 	out    []byte
 	failed bool
-	tmp    []byte // reused to reorder object members
+	tmp    []byte   // reused to reorder object members
+	stack  []member // the members of the objects being read
 }
 
 // member is an object member written to out at [start, end) ("key":value),
 // or, with raw set, one to add.
 type member struct {
-	key        string
+	key []byte // the key's value
+
 	start, end int
 	raw        []byte
 }
@@ -129,7 +143,10 @@ func (c *jsonCanonicalizer) object(extra *member) {
 	c.pos++ // {
 	objStart := len(c.out)
 	c.out = append(c.out, '{')
-	var members []member
+	// The members go on a stack shared with the nested objects, which
+	// are done with theirs before this one adds the next.
+	base := len(c.stack)
+	defer func() { c.stack = c.stack[:base] }()
 	sorted := true
 	for {
 		c.skipSpace()
@@ -141,7 +158,7 @@ func (c *jsonCanonicalizer) object(extra *member) {
 			c.pos++
 			break
 		}
-		if len(members) > 0 {
+		if len(c.stack) > base {
 			if c.in[c.pos] != ',' {
 				c.failed = true
 				return
@@ -168,23 +185,25 @@ func (c *jsonCanonicalizer) object(extra *member) {
 			return
 		}
 		m.end = len(c.out)
-		if n := len(members); n > 0 && members[n-1].key >= m.key {
+		if n := len(c.stack); n > base && bytes.Compare(c.stack[n-1].key, m.key) >= 0 {
 			sorted = false
 		}
-		members = append(members, m)
+		c.stack = append(c.stack, m)
 	}
 	if extra != nil {
-		if i := slices.IndexFunc(members, func(m member) bool { return m.key == extra.key }); i >= 0 {
+		members := c.stack[base:]
+		if i := slices.IndexFunc(members, func(m member) bool { return bytes.Equal(m.key, extra.key) }); i >= 0 {
 			members[i] = *extra
 		} else {
-			members = append(members, *extra)
+			c.stack = append(c.stack, *extra)
 		}
 		sorted = false
 	}
 	if !sorted {
-		slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		members := c.stack[base:]
+		slices.SortFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 		for i := 1; i < len(members); i++ {
-			if members[i-1].key == members[i].key {
+			if bytes.Equal(members[i-1].key, members[i].key) {
 				// duplicate keys: the last one wins when decoding; leave
 				// that to the fallback
 				c.failed = true
@@ -236,11 +255,12 @@ func (c *jsonCanonicalizer) array() {
 	c.out = append(c.out, ']')
 }
 
-// string rewrites the string at pos and returns its value. One without
+// string rewrites the string at pos and returns its value (for one
+// without escapes, in the input). One without
 // escapes in valid UTF-8 is what encoding/json writes for its value
 // (encoding/json escapes everything it would escape); any other is decoded
 // and encoded again.
-func (c *jsonCanonicalizer) string() string {
+func (c *jsonCanonicalizer) string() []byte {
 	start := c.pos
 	plain := true
 	i := start + 1
@@ -260,26 +280,26 @@ func (c *jsonCanonicalizer) string() string {
 	}
 	if i >= len(c.in) {
 		c.failed = true
-		return ""
+		return nil
 	}
 	c.pos = i + 1
 	raw := c.in[start:c.pos]
 	if plain {
 		c.out = append(c.out, raw...)
-		return string(raw[1 : len(raw)-1])
+		return raw[1 : len(raw)-1]
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		c.failed = true
-		return ""
+		return nil
 	}
 	enc, err := json.Marshal(s)
 	if err != nil {
 		c.failed = true
-		return ""
+		return nil
 	}
 	c.out = append(c.out, enc...)
-	return s
+	return []byte(s)
 }
 
 // number rewrites the number at pos as encoding/json writes the float64

@@ -3,14 +3,20 @@ package istio
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-istio/caddy-istio/modules/istioroute"
 )
 
 // TestJSONModuleObject checks jsonModuleObject against the
@@ -122,8 +128,8 @@ func FuzzJSONModuleObject(f *testing.F) {
 	f.Add(`{"a":{"c":1,"b":2},"a":3}`)
 	f.Add(`{"handler":"x","\u00e9":"\xff"}`)
 	f.Fuzz(func(t *testing.T, s string) {
-		if !json.Valid([]byte(s)) {
-			return
+		if !json.Valid([]byte(s)) || !strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "{") {
+			return // JSONModuleObject wants an object
 		}
 		raw := json.RawMessage(s)
 		want := caddyconfig.JSONModuleObject(raw, "handler", "h", nil)
@@ -152,5 +158,58 @@ func TestMarshalConfig(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("config %d: got %s (%v), want %s", i, got, err, want)
 		}
+	}
+}
+
+// TestIstioRouteJSON checks the istio_route handler encoded in parallel
+// against jsonModuleObject on the whole handler.
+func TestIstioRouteJSON(t *testing.T) {
+	for _, n := range []int{0, 3, 1023, 1024, 4099} {
+		var vhosts []*istioroute.VirtualHost
+		for i := range n {
+			if i%97 == 5 {
+				vhosts = append(vhosts, nil)
+				continue
+			}
+			vhosts = append(vhosts, &istioroute.VirtualHost{
+				Name:    fmt.Sprintf("h%d.bench:80", i),
+				Domains: []string{fmt.Sprintf("h%d.bench", i), "<&>\u00e9"},
+				Routes: []*istioroute.Route{{
+					Name:    "r",
+					Timeout: caddy.Duration(1500 * time.Millisecond),
+					Route: []*istioroute.Destination{
+						{Cluster: "outbound|80||backend-v1.bench", Weight: 90},
+						{Cluster: "outbound|80||backend-v2.bench", Weight: 10},
+					},
+				}},
+			})
+		}
+		want := jsonModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", nil)
+		if got := istioRouteJSON(vhosts); !bytes.Equal(got, want) {
+			t.Errorf("%d virtual hosts: got\n%.300s\nwant\n%.300s", n, got, want)
+		}
+	}
+}
+
+// TestHTTPAppJSON checks httpAppJSON against caddyconfig.JSON with large
+// handlers, and that the servers are left as they were.
+func TestHTTPAppJSON(t *testing.T) {
+	var vhosts []*istioroute.VirtualHost
+	for i := range 3000 {
+		vhosts = append(vhosts, &istioroute.VirtualHost{Name: fmt.Sprintf("h%d", i), Domains: []string{fmt.Sprintf("h%d.bench", i)}})
+	}
+	servers := map[string]*caddyhttp.Server{
+		"b": newServer("127.0.0.1:1", vhosts),
+		"a": newServer("127.0.0.1:2", vhosts[:2000]),
+		"c": newServer("127.0.0.1:3", vhosts[:2]),
+	}
+	servers["b"].Routes = append(servers["b"].Routes, istioRoute(vhosts[5:]))
+	before := caddyconfig.JSON(caddyhttp.App{Servers: servers}, nil)
+	got := httpAppJSON(servers, nil)
+	if !bytes.Equal(got, before) {
+		t.Errorf("got %.200s, want %.200s", got, before)
+	}
+	if after := caddyconfig.JSON(caddyhttp.App{Servers: servers}, nil); !bytes.Equal(after, before) {
+		t.Error("the servers were changed")
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"maps"
 	"net/http"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -259,12 +261,66 @@ func newServer(listen string, vhosts []*istioroute.VirtualHost) *caddyhttp.Serve
 
 // istioRoute is a route whose only handler is istio_route.
 func istioRoute(vhosts []*istioroute.VirtualHost) caddyhttp.Route {
-	var w []caddyconfig.Warning
-	return caddyhttp.Route{
-		HandlersRaw: []json.RawMessage{
-			jsonModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", &w),
-		},
+	return caddyhttp.Route{HandlersRaw: []json.RawMessage{istioRouteJSON(vhosts)}}
+}
+
+// istioRouteJSON is the istio_route handler of vhosts as
+// jsonModuleObject(routeHandler{vhosts}, "handler", "istio_route")
+// encodes it. With thousands of virtual hosts, they are encoded on
+// GOMAXPROCS goroutines: each is an element of the one array of the
+// handler's object, encoded on its own.
+func istioRouteJSON(vhosts []*istioroute.VirtualHost) json.RawMessage {
+	const minPerWorker = 512
+	workers := min(runtime.GOMAXPROCS(0), len(vhosts)/minPerWorker)
+	if workers <= 1 {
+		return jsonModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", nil)
 	}
+	parts := make([][]byte, workers)
+	failed := make([]bool, workers)
+	per := (len(vhosts) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			var part []byte
+			for _, vh := range vhosts[min(i*per, len(vhosts)):min((i+1)*per, len(vhosts))] {
+				enc, err := json.Marshal(vh)
+				if err != nil {
+					failed[i] = true
+					return
+				}
+				if len(part) > 0 {
+					part = append(part, ',')
+				}
+				var ok bool
+				if part, ok = appendCanonicalJSON(part, enc); !ok {
+					failed[i] = true
+					return
+				}
+			}
+			parts[i] = part
+		})
+	}
+	wg.Wait()
+	size := 64
+	for i, part := range parts {
+		if failed[i] {
+			return jsonModuleObject(routeHandler{VirtualHosts: vhosts}, "handler", "istio_route", nil)
+		}
+		size += len(part) + 1
+	}
+	// the keys in order, as the map JSONModuleObject encodes sorts them
+	out := make([]byte, 0, size)
+	out = append(out, `{"handler":"istio_route","virtual_hosts":[`...)
+	for _, part := range parts {
+		if len(part) == 0 {
+			continue
+		}
+		if out[len(out)-1] != '[' {
+			out = append(out, ',')
+		}
+		out = append(out, part...)
+	}
+	return append(out, "]}"...)
 }
 
 // meshListeners returns the listeners of the Sidecar egress listeners, or
