@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-istio/caddy-istio/modules/istioapp"
@@ -173,7 +172,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, ri *requestInfo,
 		return h.answerUpstreamError(w, d.handler.ServeHTTP(w, up, next), false, d.cluster, t)
 	}
 
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl := t.replacer(r)
 
 	// giveUp answers as the previous attempt ended, when the next cannot
 	// start.

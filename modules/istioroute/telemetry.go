@@ -388,6 +388,17 @@ type requestTelemetry struct {
 	flags    responseFlags
 	attempts int
 	rec      statusRecorder
+	// repl is the request's replacer once looked up (see replacer).
+	repl *caddy.Replacer
+}
+
+// replacer returns the replacer of r, the request that t follows, looking
+// it up in the context chain only once per request.
+func (t *requestTelemetry) replacer(r *http.Request) *caddy.Replacer {
+	if t.repl == nil {
+		t.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	}
+	return t.repl
 }
 
 var requestTelemetries = sync.Pool{New: func() any { return new(requestTelemetry) }}
@@ -536,7 +547,7 @@ func (h *Handler) finishTelemetry(t *requestTelemetry, r *http.Request, requestI
 	var upstreamHost string
 	var endpoint *istioapp.Workload
 	if t.attempts > 0 && t.d != nil {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if repl := t.replacer(r); repl != nil {
 			upstreamHost, _ = repl.GetString(upstreamHostportPlaceholder)
 		}
 		endpoint = t.d.handler.Endpoint(upstreamHost)
