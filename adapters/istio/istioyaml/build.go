@@ -16,13 +16,24 @@ import (
 // message.
 var strictUnmarshaler = &jsonpb.Unmarshaler{}
 
-// unmarshalStrict decodes the spec tree (the walked JSON value) into m.
-func unmarshalStrict(spec map[string]any, m proto.Message) error {
-	raw, err := appendTreeJSON(make([]byte, 0, 1024), spec)
-	if err != nil {
-		return err
-	}
-	return strictUnmarshaler.Unmarshal(bytes.NewReader(raw), protoV1(m))
+// unmarshalStrict decodes the spec (the walked JSON value, encoded by
+// appendTreeJSON) into m.
+func unmarshalStrict(spec []byte, m proto.Message) error {
+	return strictUnmarshaler.Unmarshal(bytes.NewReader(spec), protoV1(m))
+}
+
+// specJSON is the value of the member "spec" of the encoded object, or
+// null.
+func specJSON(object []byte) []byte {
+	spec := []byte("null")
+	jsonMembers(object, func(key string, v []byte) bool {
+		if key == "spec" {
+			spec = v
+			return false
+		}
+		return true
+	})
+	return spec
 }
 
 // appendTreeJSON appends the JSON encoding of a decoded tree

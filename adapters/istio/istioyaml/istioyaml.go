@@ -338,16 +338,22 @@ func (d *decoder) decodeObject(doc *document, prefix string, src source, top map
 		return
 	}
 
+	// The object's JSON is kept for Has, and its spec is what jsonpb reads.
+	fields, err := appendTreeJSON(make([]byte, 0, 512), top)
+	if err != nil {
+		fail("spec", err.Error(), 0)
+		return
+	}
 	if isIstio {
 		if spec != nil {
-			if err := unmarshalStrict(spec, msg); err != nil {
+			if err := unmarshalStrict(specJSON(fields), msg); err != nil {
 				fail("spec", err.Error(), 0)
 				return
 			}
 		}
 		obj.Spec = msg
 	}
-	obj.fields = top
+	obj.fields = fields
 	d.objs = append(d.objs, obj)
 }
 

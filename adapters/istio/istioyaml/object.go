@@ -39,8 +39,10 @@ type Object struct {
 	srcFirstLine int    // file line of src's first byte
 	srcPrefix    string // path of the object within src: "", "[0]." (a cut-out item) or "items[i]."
 
-	// fields is the object as decoded JSON, null map values pruned, for Has.
-	fields map[string]any
+	// fields is the object as decoded JSON, null map values pruned, for Has:
+	// its JSON encoding (compact, keys sorted), which the garbage collector
+	// need not scan, unlike the decoded tree.
+	fields []byte
 }
 
 // Has reports whether the object's document wrote field (a path like
@@ -51,58 +53,72 @@ type Object struct {
 // ("targetPort: 0", "endpoints: []") from an absent one. An object not made
 // by Decode has no such record: Has reports false, as for a zero value.
 func (o *Object) Has(field string) bool {
-	var n any = o.fields
+	v := o.fields
+	if v == nil {
+		v = []byte("{}")
+	}
 	for path := field; path != ""; {
 		switch path[0] {
 		case '.':
 			path = path[1:]
 		case '[':
 			end := strings.IndexByte(path, ']')
-			list, ok := n.([]any)
-			if end < 0 || !ok {
+			if end < 0 || v[0] != '[' {
 				return false
 			}
 			i, err := strconv.Atoi(path[1:end])
-			if err != nil || i < 0 || i >= len(list) {
+			if err != nil || i < 0 {
 				return false
 			}
-			n, path = list[i], path[end+1:]
-		default:
-			m, ok := n.(map[string]any)
+			elem, ok := jsonArrayElement(v, i)
 			if !ok {
 				return false
 			}
+			v, path = elem, path[end+1:]
+		default:
+			if v[0] != '{' {
+				return false
+			}
 			var size int
-			if n, size = fieldValue(m, path); size == 0 {
+			if v, size = fieldValue(v, path); size == 0 {
 				return false
 			}
 			path = path[size:]
 		}
 	}
-	return n != nil
+	return string(v) != "null"
 }
 
-// fieldValue finds the entry of m that path starts with and returns its
-// value and the length of the key in path (0 if none). Keys may contain
-// dots, like label keys, so the longest match wins; a snake_case key matches
-// its camelCase form.
-func fieldValue(m map[string]any, path string) (value any, size int) {
-	if end := strings.IndexAny(path, ".["); end > 0 {
-		if v, ok := m[path[:end]]; ok {
-			value, size = v, end
+// fieldValue finds the member of the JSON object obj that path starts with
+// and returns its value and the length of the key in path (0 if none).
+// Keys may contain dots, like label keys, so the longest match wins; a
+// snake_case key matches its camelCase form.
+func fieldValue(obj []byte, path string) (value []byte, size int) {
+	end := strings.IndexAny(path, ".[")
+	jsonMembers(obj, func(key string, v []byte) bool {
+		if end > 0 {
+			if key == path[:end] {
+				value, size = v, end
+			}
+		} else if key == path {
+			value, size = v, len(path)
+			return false
 		}
-	} else if v, ok := m[path]; ok {
-		return v, len(path)
+		return true
+	})
+	if end < 0 && size > 0 {
+		return value, size
 	}
-	for k, v := range m {
-		name := k
-		if strings.IndexByte(k, '_') >= 0 {
-			name = jsonCamelCase(k)
+	jsonMembers(obj, func(key string, v []byte) bool {
+		name := key
+		if strings.IndexByte(key, '_') >= 0 {
+			name = jsonCamelCase(key)
 		}
 		if len(name) > size && segmentMatches(path, name) {
 			value, size = v, len(name)
 		}
-	}
+		return true
+	})
 	return value, size
 }
 
