@@ -59,13 +59,20 @@ func canonicalModuleObject(enc []byte, fieldName, fieldVal string) (out []byte, 
 // JSONModuleObject would encode the value decoded from it: objects' keys
 // sorted, numbers through float64; ok is false for what it does not handle.
 func appendCanonicalJSON(b, enc []byte) (out []byte, ok bool) {
-	c := jsonCanonicalizer{in: enc, out: b}
+	var c jsonCanonicalizer
+	return c.appendCanonical(b, enc)
+}
+
+// appendCanonical is appendCanonicalJSON reusing c's buffers.
+func (c *jsonCanonicalizer) appendCanonical(b, enc []byte) (out []byte, ok bool) {
+	c.in, c.pos, c.out, c.failed, c.stack = enc, 0, b, false, c.stack[:0]
 	c.value()
 	c.skipSpace()
-	if c.failed || c.pos != len(c.in) {
+	out, c.out, c.in = c.out, nil, nil
+	if c.failed || c.pos != len(enc) {
 		return nil, false
 	}
-	return c.out, true
+	return out, true
 }
 
 // jsonCanonicalizer rewrites JSON as decoding it into any and encoding

@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -282,17 +283,21 @@ func istioRouteJSON(vhosts []*istioroute.VirtualHost) json.RawMessage {
 	for i := range workers {
 		wg.Go(func() {
 			var part []byte
+			var c jsonCanonicalizer
+			var buf bytes.Buffer
+			encoder := json.NewEncoder(&buf) // json.Marshal's bytes, and a newline
 			for _, vh := range vhosts[min(i*per, len(vhosts)):min((i+1)*per, len(vhosts))] {
-				enc, err := json.Marshal(vh)
-				if err != nil {
+				buf.Reset()
+				if err := encoder.Encode(vh); err != nil {
 					failed[i] = true
 					return
 				}
+				enc := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 				if len(part) > 0 {
 					part = append(part, ',')
 				}
 				var ok bool
-				if part, ok = appendCanonicalJSON(part, enc); !ok {
+				if part, ok = c.appendCanonical(part, enc); !ok {
 					failed[i] = true
 					return
 				}
