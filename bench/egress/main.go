@@ -62,7 +62,17 @@ func serve(args []string) {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:18310", "address to listen on")
 	_ = fs.Parse(args)
-	ln, err := net.Listen("tcp", *listen)
+	acceptLoop(*listen, func(conn net.Conn) {
+		defer conn.Close()
+		if err := handle(conn); err != nil {
+			log.Printf("%s: %v", conn.RemoteAddr(), err)
+		}
+	})
+}
+
+// acceptLoop serves each connection to addr on its own goroutine.
+func acceptLoop(addr string, serveConn func(net.Conn)) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -71,12 +81,7 @@ func serve(args []string) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		go func() {
-			defer conn.Close()
-			if err := handle(conn); err != nil {
-				log.Printf("%s: %v", conn.RemoteAddr(), err)
-			}
-		}()
+		go serveConn(conn)
 	}
 }
 
@@ -142,17 +147,7 @@ func forward(args []string) {
 	listen := fs.String("listen", "127.0.0.1:18320", "address to listen on")
 	to := fs.String("to", "127.0.0.1:18310", "where each connection is relayed")
 	_ = fs.Parse(args)
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		log.Fatal(err)
-	}
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			log.Fatal(err)
-		}
-		go relay(conn.(*net.TCPConn), *to)
-	}
+	acceptLoop(*listen, func(conn net.Conn) { relay(conn.(*net.TCPConn), *to) })
 }
 
 // relay copies both ways until both sides have half-closed, as the
