@@ -187,7 +187,13 @@ func meshCA(ctx caddy.Context, caID string) (*caddypki.CA, error) {
 	app, err := ctx.AppIfConfigured("pki")
 	loadedHere := errors.Is(err, caddy.ErrNotConfigured)
 	if loadedHere {
-		app, err = ctx.App("pki")
+		// An unconfigured pki app provisions Caddy's default CA, writing
+		// its root and then its intermediate to storage without a lock:
+		// mesh members starting together on shared storage would read
+		// each other's half-written CA. Our lock serialises them.
+		app, err = withStorageLock(ctx, "pki_authority_"+caddypki.DefaultCAID, func() (any, error) {
+			return ctx.App("pki")
+		})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading the pki app: %v", err)
@@ -207,14 +213,9 @@ func meshCA(ctx caddy.Context, caID string) (*caddypki.CA, error) {
 		ca := &caddypki.CA{Name: defaultCAName, InstallTrust: &installTrust}
 		// The storage lock keeps mesh members that start together on
 		// shared storage from creating a root each.
-		lockName := "pki_authority_" + caID
-		if err := ctx.Storage().Lock(ctx, lockName); err != nil {
-			return nil, fmt.Errorf("locking the mesh certificate authority in storage: %v", err)
-		}
-		err := ca.Provision(ctx, caID, ctx.Logger().Named("pki"))
-		if unlockErr := ctx.Storage().Unlock(ctx, lockName); unlockErr != nil {
-			ctx.Logger().Error("unlocking the mesh certificate authority in storage", zap.Error(unlockErr))
-		}
+		_, err := withStorageLock(ctx, "pki_authority_"+caID, func() (any, error) {
+			return nil, ca.Provision(ctx, caID, ctx.Logger().Named("pki"))
+		})
 		if err != nil {
 			return nil, fmt.Errorf("provisioning the mesh certificate authority %q: %v", caID, err)
 		}
@@ -228,6 +229,20 @@ func meshCA(ctx caddy.Context, caID string) (*caddypki.CA, error) {
 		return nil, fmt.Errorf("mesh certificate authority %q (configure it in the pki app, pki.certificate_authorities.%s): %v", caID, caID, err)
 	}
 	return ca, nil
+}
+
+// withStorageLock runs do holding the storage lock name, so that processes
+// sharing Caddy's storage take turns.
+func withStorageLock(ctx caddy.Context, name string, do func() (any, error)) (any, error) {
+	if err := ctx.Storage().Lock(ctx, name); err != nil {
+		return nil, fmt.Errorf("locking %s in storage: %v", name, err)
+	}
+	defer func() {
+		if err := ctx.Storage().Unlock(ctx, name); err != nil {
+			ctx.Logger().Error("unlocking in storage", zap.String("lock", name), zap.Error(err))
+		}
+	}()
+	return do()
 }
 
 func (id *Identity) setCA(ca *caddypki.CA) {
