@@ -54,7 +54,11 @@ func (t *translator) addEgress(l *meshListener, srv *caddyhttp.Server, vhosts []
 	for _, msg := range w {
 		t.problems = append(t.problems, istioyaml.Problem{Message: "encoding: " + msg.Message})
 	}
-	srv.Routes = append(caddyhttp.RouteList{{HandlersRaw: []json.RawMessage{egress}}}, srv.Routes...)
+	// In the listener's one route, before istio_route: Caddy builds a
+	// route's handler chain per request, so a route of its own would cost
+	// every request a second chain.
+	route := &srv.Routes[0]
+	route.HandlersRaw = append([]json.RawMessage{egress}, route.HandlersRaw...)
 }
 
 // listenerSidecar is a Sidecar that defines a mesh listener, with the

@@ -66,12 +66,13 @@ func adaptInline(t *testing.T, input string) (*adapted, []string) {
 	a := &adapted{app: raw.Apps.Istio, servers: make(map[string]adaptedServer)}
 	for name, s := range raw.Apps.HTTP.Servers {
 		var egress *istioegress.Config
-		if len(s.Routes) > 1 && len(s.Routes[0].Handle) == 1 && s.Routes[0].Handle[0].Handler == "istio_egress" {
+		if len(s.Routes) == 1 && len(s.Routes[0].Handle) == 2 && s.Routes[0].Handle[0].Handler == "istio_egress" {
+			// mesh listeners: istio_egress, then istio_route, in one route
 			egress = &s.Routes[0].Handle[0].Config
-			s.Routes = s.Routes[1:]
+			s.Routes[0].Handle = s.Routes[0].Handle[1:]
 		}
 		if len(s.Listen) != 1 || len(s.Routes) != 1 || len(s.Routes[0].Handle) != 1 || s.Routes[0].Handle[0].Handler != "istio_route" {
-			t.Fatalf("server %s: want one listen address and one istio_route handler (after istio_egress on mesh listeners), got %s", name, out)
+			t.Fatalf("server %s: want one listen address and one route of istio_route (after istio_egress on mesh listeners), got %s", name, out)
 		}
 		a.servers[name] = adaptedServer{listen: s.Listen[0], vhosts: s.Routes[0].Handle[0].VirtualHosts, egress: egress}
 	}
