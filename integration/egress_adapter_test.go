@@ -74,12 +74,7 @@ func startEgressAdapterCaddy(t *testing.T, name, dir, config string, env []strin
 	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	env = append([]string{"CADDY_ADMIN=" + admin}, env...)
 	p := startProcess(t, name, caddyBin, []string{"run", "--adapter", "istio", "--config", configFile}, childEnv(filepath.Join(dir, "home"), env...), nil)
-	t.Cleanup(func() {
-		p.stop()
-		if out := p.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in %s:\n%s", name, tail(out, 16384))
-		}
-	})
+	t.Cleanup(func() { stopAndCheckRaces(t, p, name) })
 	deadline := time.Now().Add(startTimeout)
 	for _, addr := range listeners {
 		for {

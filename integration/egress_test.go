@@ -72,12 +72,7 @@ func startEgressCaddy(t *testing.T, config any, listeners ...string) *process {
 		t.Fatal(err)
 	}
 	p := startProcess(t, "caddy", caddyBin, []string{"run", "--config", configFile}, childEnv(filepath.Join(dir, "home")), nil)
-	t.Cleanup(func() {
-		p.stop()
-		if out := p.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in caddy:\n%s", tail(out, 16384))
-		}
-	})
+	t.Cleanup(func() { stopAndCheckRaces(t, p, "caddy") })
 	deadline := time.Now().Add(startTimeout)
 	for _, addr := range listeners {
 		for {

@@ -147,12 +147,7 @@ func startCaddyIn(t *testing.T, dir, config string, listeners ...string) (*proce
 	home := filepath.Join(dir, "home")
 	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	p := startProcess(t, "caddy", caddyBin, []string{"run", "--adapter", "istio", "--config", configFile}, childEnv(home, "CADDY_ADMIN="+admin), nil)
-	t.Cleanup(func() {
-		p.stop()
-		if out := p.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in caddy:\n%s", tail(out, 16384))
-		}
-	})
+	t.Cleanup(func() { stopAndCheckRaces(t, p, "caddy") })
 	deadline := time.Now().Add(startTimeout)
 	for _, addr := range listeners {
 		for {

@@ -342,12 +342,7 @@ func startCaddy(t *testing.T, config string, listeners ...string) *caddyProcess 
 
 	// Registered after startProcess's cleanup, so it runs first (LIFO): a
 	// race report is only complete once the process has exited.
-	t.Cleanup(func() {
-		c.stop()
-		if out := c.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in caddy:\n%s", tail(out, 16384))
-		}
-	})
+	t.Cleanup(func() { stopAndCheckRaces(t, c.process, "caddy") })
 
 	deadline := time.Now().Add(startTimeout)
 	for _, addr := range listeners {
@@ -501,4 +496,43 @@ func curl(t *testing.T, args ...string) string {
 		t.Fatalf("curl %v: %v", args, err)
 	}
 	return string(out)
+}
+
+// stopAndCheckRaces stops p (a race-built caddy) and fails t if the race
+// detector reported a race in it. Register it with t.Cleanup after
+// startProcess, so it runs first: a race report is only complete once the
+// process has exited.
+func stopAndCheckRaces(t *testing.T, p *process, name string) {
+	t.Helper()
+	p.stop()
+	out := p.output.String()
+	races, upstream := raceReports(out)
+	if races > upstream {
+		t.Errorf("the race detector reported a data race in %s:\n%s", name, tail(out, 16384))
+	} else if upstream > 0 {
+		t.Logf("%s: ignored %d report(s) of Caddy v2.11.9's own race in reverseproxy.bodyNopCloserIfNotRead (see raceReports)", name, upstream)
+	}
+}
+
+// raceReports counts the race detector's reports in a process's output,
+// and among them those of one known race in Caddy v2.11.9 itself, not in
+// this project: reverse_proxy wraps every request body in
+// bodyNopCloserIfNotRead, whose Read and Close use an unsynchronised
+// field, and the HTTP/2 client transport may close a request body while
+// its writer goroutine still reads it (golang/go#73522 describes that
+// transport behaviour). Any plain Caddy proxying a request body to an h2
+// upstream has it; a report with any other frames still fails the test.
+func raceReports(out string) (races, upstream int) {
+	reports := strings.Split(out, "WARNING: DATA RACE")[1:]
+	for _, r := range reports {
+		if end := strings.Index(r, "=================="); end >= 0 {
+			r = r[:end]
+		}
+		races++
+		if strings.Contains(r, "reverseproxy.(*bodyNopCloserIfNotRead).Read") &&
+			strings.Contains(r, "reverseproxy.(*bodyNopCloserIfNotRead).Close") {
+			upstream++
+		}
+	}
+	return races, upstream
 }

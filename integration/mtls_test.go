@@ -61,12 +61,7 @@ func startCaddyJSON(t *testing.T, name string, config map[string]any, addr strin
 		t.Fatal(err)
 	}
 	p := startProcess(t, name, caddyBin, []string{"run", "--config", file}, childEnv(filepath.Join(dir, "home")), nil)
-	t.Cleanup(func() {
-		p.stop()
-		if out := p.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in %s:\n%s", name, tail(out, 16384))
-		}
-	})
+	t.Cleanup(func() { stopAndCheckRaces(t, p, name) })
 	deadline := time.Now().Add(startTimeout)
 	for {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)

@@ -40,12 +40,7 @@ func TestTelemetry(t *testing.T) {
 	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	env := childEnv(filepath.Join(dir, "home"), "CADDY_ADMIN="+admin, "OTEL_TRACES_EXPORTER=none")
 	p := startProcess(t, "caddy", caddyBin, []string{"run", "--config", jsonFile}, env, nil)
-	t.Cleanup(func() {
-		p.stop()
-		if out := p.output.String(); strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("the race detector reported a data race in caddy:\n%s", tail(out, 16384))
-		}
-	})
+	t.Cleanup(func() { stopAndCheckRaces(t, p, "caddy") })
 	waitListening(t, p, meshListener)
 
 	client := hostClient(t, meshListener)
