@@ -52,7 +52,12 @@
 #               with HTTP_PROXY=http://127.0.0.1:18100 asks for http://bench:18100/ in absolute form
 #               (istio_egress hands registry hosts to istio_route). fortio's fast client cannot use a
 #               proxy, so this config's client is Go's net/http client: compare its proxy vCPU, not
-#               its throughput. CONNECT tunnels are measured by bench/egress.sh.
+#               its throughput;
+#   direct_tls  Go's client (fortio -stdclient -k) straight to the backend's TLS listener (:18443);
+#   connect     the same client with HTTPS_PROXY=http://127.0.0.1:18100: each connection is a CONNECT
+#               tunnel through the istio config's mesh listener (istio_egress, to a ServiceEntry
+#               backend-tls.bench whose endpoint is the TLS listener), kept alive, TLS end to end;
+#               compare it with direct_tls. Bulk tunnel throughput is bench/egress.sh's.
 # Targets (issue 7): istio >= 0.95x plain throughput and <= 0.3 ms added p99 at fixed load (route and
 # mesh suites); proxy vCPU per 1000 rps at fixed load < 0.15 for istio, and for istio_mtls per sidecar
 # (each of the two processes, each doing the whole path: route, pool, ISTIO_MUTUAL, metrics), which is
@@ -133,6 +138,8 @@ out_json="$results/$stamp.json"
 
 BACKEND_V1=127.0.0.1:18080
 BACKEND_V2=127.0.0.1:18090
+# mesh suite: the backend over TLS, the far end of the CONNECT tunnels
+BACKEND_TLS=127.0.0.1:18443
 PROXY=127.0.0.1:18100
 ADMIN=127.0.0.1:12019
 # mesh suite: the server sidecar's two ISTIO_MUTUAL Gateway servers, its own mesh listener and admin
@@ -163,9 +170,9 @@ pools)
 	TARGETS='[["pool_lr","plain_rr",0.95,null],["pool_ring","plain_rr",0.95,null]]'
 	;;
 mesh)
-	CONFIGS=(direct plain istio istio_mtls egress)
+	CONFIGS=(direct plain istio istio_mtls egress direct_tls connect)
 	REQ_HEADERS=(-H "Host: bench" -H "x-bench: 1")
-	RATIOS='[["plain","direct"],["istio","direct"],["istio","plain"],["istio_mtls","direct"],["istio_mtls","plain"],["istio_mtls","istio"],["egress","istio"]]'
+	RATIOS='[["plain","direct"],["istio","direct"],["istio","plain"],["istio_mtls","direct"],["istio_mtls","plain"],["istio_mtls","istio"],["egress","istio"],["connect","direct_tls"]]'
 	TARGETS='[["istio","plain",0.95,0.3]]'
 	P99_OP="<="
 	VCPU_TARGETS='[["istio",0.15],["istio_mtls",0.15]]'
@@ -308,6 +315,31 @@ spec:
     hosts:
     - "./*"
 EOF
+
+# The mesh suite's connect: the istio config plus a ServiceEntry for the TLS backend, so the mesh
+# listener's istio_egress tunnels CONNECT backend-tls.bench:PORT to its endpoint (a loopback address,
+# which the egress proxy refuses unless a ServiceEntry names it).
+{
+	cat "$work/istio.yaml"
+	cat <<EOF
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: backend-tls
+spec:
+  hosts:
+  - backend-tls.bench
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports:
+  - number: ${BACKEND_TLS##*:}
+    name: tls
+    protocol: TLS
+  endpoints:
+  - address: ${BACKEND_TLS%:*}
+EOF
+} >"$work/connect.yaml"
 
 # The pools alone: the istio app's registry (the bench service over both backends) as the
 # upstreams of a stock reverse_proxy with our selection policies.
@@ -538,7 +570,7 @@ wait_for_idle() {
 }
 
 # --- backend -----------------------------------------------------------------------------------
-"${LG[@]}" env GOMAXPROCS=1 "$bin/bench-backend" -addrs "$BACKEND_V1,$BACKEND_V2" -size 1024 >"$work/backend.log" 2>&1 &
+"${LG[@]}" env GOMAXPROCS=1 "$bin/bench-backend" -addrs "$BACKEND_V1,$BACKEND_V2" -tls-addr "$BACKEND_TLS" -size 1024 >"$work/backend.log" 2>&1 &
 backend_pid=$!
 pids+=("$backend_pid")
 wait_http() { # URL [curl args]: wait up to 20 s for a 200
@@ -560,7 +592,7 @@ start_proxy() { # config
 	proxy_pid=""
 	server_pid=""
 	case "$cfg" in
-	direct) return 0 ;;
+	direct | direct_tls) return 0 ;;
 	plain)
 		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
 			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/plain.json" >>"$work/caddy-plain.log" 2>&1 &
@@ -569,7 +601,7 @@ start_proxy() { # config
 		XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
 			"${PX[@]}" env "${PROXY_ENV[@]}" "$bin/caddy" run --config "$work/$cfg.json" >>"$work/caddy-$cfg.log" 2>&1 &
 		;;
-	istio | istio_lr | istio_ring | egress)
+	istio | istio_lr | istio_ring | egress | connect)
 		local file="$cfg"
 		[ "$cfg" != egress ] || file=istio
 		CADDY_ADMIN="$ADMIN" XDG_DATA_HOME="$work/xdg" XDG_CONFIG_HOME="$work/xdg" \
@@ -624,6 +656,9 @@ url_for() {
 	direct) echo "http://$BACKEND_V1/" ;;
 	# absolute form through the mesh listener, to the registry host bench on the listener's port
 	egress) echo "http://bench:${PROXY##*:}/" ;;
+	direct_tls) echo "https://$BACKEND_TLS/" ;;
+	# through the mesh listener's CONNECT tunnel, TLS end to end with the backend
+	connect) echo "https://backend-tls.bench:${BACKEND_TLS##*:}/" ;;
 	*) echo "http://$PROXY/" ;;
 	esac
 }
@@ -640,6 +675,19 @@ client_for() {
 		CLIENT_ARGS=(-stdclient -resolve "${PROXY%:*}")
 		CURL_ARGS=(-x "http://$PROXY")
 	fi
+	case "$1" in
+	direct_tls)
+		# Go's client (as connect), TLS to the backend's self-signed certificate
+		CLIENT_ARGS=(-stdclient -k)
+		CURL_ARGS=(-k)
+		;;
+	connect)
+		# Go's client with HTTPS_PROXY: one CONNECT tunnel per connection, kept alive
+		CLIENT_ENV=(HTTPS_PROXY="http://$PROXY" NO_PROXY= no_proxy=)
+		CLIENT_ARGS=(-stdclient -k -resolve "${PROXY%:*}")
+		CURL_ARGS=(-k -x "http://$PROXY")
+		;;
+	esac
 }
 # the proxies' CPU ticks: the proxy and, for istio_mtls, the server sidecar
 proxies_ticks() { echo $(($(proc_ticks "$proxy_pid") + $(proc_ticks "$server_pid"))); }
