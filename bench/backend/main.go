@@ -55,6 +55,13 @@ func main() {
 		_, _ = w.Write([]byte(b.String()))
 	}
 
+	serveBody := func(w http.ResponseWriter) {
+		h := w.Header()
+		h["Content-Type"] = []string{"text/plain"}
+		h["Content-Length"] = []string{contentLength}
+		_, _ = w.Write(body)
+	}
+
 	var wg sync.WaitGroup
 	for i, addr := range list {
 		ln, err := net.Listen("tcp", addr)
@@ -68,10 +75,7 @@ func main() {
 				return
 			}
 			counter.Add(1)
-			h := w.Header()
-			h["Content-Type"] = []string{"text/plain"}
-			h["Content-Length"] = []string{contentLength}
-			_, _ = w.Write(body)
+			serveBody(w)
 		})
 		wg.Add(1)
 		go func() {
@@ -84,12 +88,7 @@ func main() {
 		if err != nil {
 			log.Fatalf("backend: %v", err)
 		}
-		handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := w.Header()
-			h["Content-Type"] = []string{"text/plain"}
-			h["Content-Length"] = []string{contentLength}
-			_, _ = w.Write(body)
-		})
+		handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { serveBody(w) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
