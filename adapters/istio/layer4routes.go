@@ -3,7 +3,6 @@ package istio
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"regexp"
 	"slices"
 	"sort"
@@ -500,71 +499,23 @@ func (t *translator) clusterDials(name string, tls bool) []string {
 	if c == nil {
 		return nil
 	}
-	svc := t.serviceByHost[c.Service]
-	if svc == nil {
+	if t.dialRegistry == nil && t.dialRegistryErr == nil {
+		// The istio app's own registry: the same endpoints its clusters
+		// proxy to. If it refuses the services, so will the app at start.
+		t.dialRegistry, t.dialRegistryErr = istioapp.NewRegistry(t.registryServices(), t.workloads)
+	}
+	if t.dialRegistry == nil {
 		return nil
 	}
-	port := svc.port(c.Port)
-	if port == nil {
-		return nil
-	}
-	target := port.TargetPort
-	if target == 0 {
-		target = port.Number
-	}
-	targetStr := strconv.FormatUint(uint64(target), 10)
-	if c.OriginalDestination {
+	dials, forwardPort := t.dialRegistry.ClusterDials(c)
+	if forwardPort != "" {
+		// the client's own destination: for TLS, the SNI it asked for
 		if tls {
-			return []string{"{l4.tls.server_name}:" + targetStr}
+			return []string{"{l4.tls.server_name}:" + forwardPort}
 		}
 		return nil
-	}
-	eps := slices.Clone(svc.Endpoints)
-	if svc.Selector != nil {
-		for _, w := range t.workloads {
-			if w.Namespace == svc.Namespace && labelsContain(w.Labels, svc.Selector) {
-				eps = append(eps, w)
-			}
-		}
-	}
-	if len(eps) == 0 {
-		switch svc.Resolution {
-		case "DNS", "DNS_ROUND_ROBIN":
-			if !strings.HasPrefix(svc.Hostname, "*") {
-				return []string{net.JoinHostPort(svc.Hostname, targetStr)}
-			}
-		case "", "NONE", "DYNAMIC_DNS":
-			if tls {
-				return []string{"{l4.tls.server_name}:" + targetStr}
-			}
-		}
-		return nil
-	}
-	var dials []string
-	for _, ep := range eps {
-		if !labelsContain(ep.Labels, c.Labels) || ep.Address == "" {
-			continue
-		}
-		dials = append(dials, endpointDial(ep, port))
 	}
 	return dials
-}
-
-// endpointDial is the dial address of ep for service port sp: the port
-// the endpoint names for it, else the target port, else the port number;
-// unix:///path endpoints dial unix/path.
-func endpointDial(ep *istioapp.Workload, sp *istioapp.ServicePort) string {
-	if path, ok := strings.CutPrefix(ep.Address, "unix://"); ok {
-		return "unix/" + path
-	}
-	n := sp.TargetPort
-	if n == 0 {
-		n = sp.Number
-	}
-	if p, ok := ep.Ports[sp.Name]; ok && p != 0 {
-		n = p
-	}
-	return net.JoinHostPort(ep.Address, strconv.FormatUint(uint64(n), 10))
 }
 
 // layer4Policy is the resolved DestinationRule traffic policy of cluster

@@ -36,6 +36,10 @@ type translator struct {
 	// Clusters in creation order, indexed by name.
 	clusters      []*istioapp.Cluster
 	clusterByName map[string]*istioapp.Cluster
+	// dialRegistry is the istio app's registry over the adapted services,
+	// built when layer4 routes need their clusters' dial addresses.
+	dialRegistry    *istioapp.Registry
+	dialRegistryErr error
 
 	// policies are the merged DestinationRules by host.
 	policies []*hostPolicy

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,23 +98,13 @@ func (ch *ClusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 // module so that its upstream source can be set directly: a source module
 // that looked the istio app up while the app is provisioning would recurse.
 func (a *App) provisionCluster(ctx caddy.Context, c *Cluster) (*ClusterHandler, error) {
-	svc := a.registry.services[c.Service]
-	if svc == nil {
-		return nil, fmt.Errorf("unknown service %q", c.Service)
-	}
-	port := svc.port(c.Port)
-	if port == nil {
-		return nil, fmt.Errorf("service %q has no port %d", c.Service, c.Port)
-	}
-
-	proxy, err := decodeProxy(c.Proxy)
+	set, err := a.registry.clusterSet(c)
 	if err != nil {
 		return nil, err
 	}
-	set := a.registry.endpointSet(svc, port, c.Labels)
-	if c.OriginalDestination {
-		// Envoy's ORIGINAL_DST: the endpoints are not used
-		set = &endpointSet{originalDestinationPort: strconv.FormatUint(uint64(defaultTargetPort(port)), 10)}
+	proxy, err := decodeProxy(c.Proxy)
+	if err != nil {
+		return nil, err
 	}
 	proxy.DynamicUpstreams = set
 	// ht is the proxy's HTTP transport; with UseClientProtocol, ht speaks

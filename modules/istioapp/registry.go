@@ -166,6 +166,52 @@ func (reg *registry) endpointSet(svc *Service, port *ServicePort, subsetLabels m
 	return set
 }
 
+// clusterSet is the endpoint set of cluster c, as its proxy uses it: the
+// subset's endpoints of the service port, or, for Envoy's ORIGINAL_DST
+// (PASSTHROUGH), none but the port to dial on the client's destination.
+func (reg *registry) clusterSet(c *Cluster) (*endpointSet, error) {
+	svc := reg.services[c.Service]
+	if svc == nil {
+		return nil, fmt.Errorf("unknown service %q", c.Service)
+	}
+	port := svc.port(c.Port)
+	if port == nil {
+		return nil, fmt.Errorf("service %q has no port %d", c.Service, c.Port)
+	}
+	if c.OriginalDestination {
+		// Envoy's ORIGINAL_DST: the endpoints are not used
+		return &endpointSet{originalDestinationPort: strconv.FormatUint(uint64(defaultTargetPort(port)), 10)}, nil
+	}
+	return reg.endpointSet(svc, port, c.Labels), nil
+}
+
+// Registry answers, outside a running app, what the app's registry answers
+// inside it: the adapter's layer4 routes (caddy-l4 proxies with static
+// upstreams) dial the endpoints the app's clusters would proxy to.
+type Registry struct{ reg *registry }
+
+// NewRegistry indexes services and workloads as the istio app does, with
+// the same checks.
+func NewRegistry(services []*Service, workloads []*Workload) (*Registry, error) {
+	reg, err := newRegistry(services, workloads)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{reg: reg}, nil
+}
+
+// ClusterDials returns the addresses cluster c dials. When it dials the
+// host the client asked for instead (PASSTHROUGH, or a NONE or DYNAMIC_DNS
+// service without endpoints), dials is empty and forwardPort is the port
+// to dial there. Both are empty for an unknown service or port.
+func (r *Registry) ClusterDials(c *Cluster) (dials []string, forwardPort string) {
+	set, err := r.reg.clusterSet(c)
+	if err != nil {
+		return nil, ""
+	}
+	return set.dials, set.originalDestinationPort
+}
+
 // endpointPort is the port of ep that serves the service port: the port the
 // endpoint names for it, else the service's target port, else its number.
 func endpointPort(ep *Workload, port *ServicePort) uint32 {
