@@ -8,8 +8,8 @@ import (
 func TestRegistryClusterDials(t *testing.T) {
 	services := []*Service{
 		{Hostname: "reviews.default.svc.cluster.local", Namespace: "default", Resolution: "STATIC",
-			Ports:    []*ServicePort{{Number: 9080, Name: "http", TargetPort: 9090}},
-			Selector: map[string]string{"app": "reviews"},
+			Ports:     []*ServicePort{{Number: 9080, Name: "http", TargetPort: 9090}},
+			Selector:  map[string]string{"app": "reviews"},
 			Endpoints: []*Workload{{Address: "unix:///run/reviews.sock", Labels: map[string]string{"version": "v1"}}}},
 		{Hostname: "api.example.com", Resolution: "DNS", Ports: []*ServicePort{{Number: 443, Name: "tls"}}},
 		{Hostname: "*.example.org", Resolution: "NONE", Ports: []*ServicePort{{Number: 443, Name: "tls", TargetPort: 8443}}},
